@@ -1,0 +1,271 @@
+"""Worker entry point: import torch once, then fork one child per probe.
+
+This process (the worker parent) never imports student code. Each child starts
+a new session, applies resource limits, sends its output to a log, imports the
+student module, runs one probe and sends ``b"OK" + npz`` or ``b"ER" + text``
+back over a pipe. The worker parent enforces the per-probe timeout, kills the
+child's process group and every orphan reparented to it (it is a subreaper),
+and forwards one frame per probe to the grader over ``result_fd``.
+
+Frame: b"DGM1", header length (4 bytes, big-endian), JSON header, payload
+length (8 bytes), payload (the npz bytes, possibly empty).
+"""
+import ctypes
+import importlib
+import io
+import json
+import os
+import resource
+import select
+import signal
+import sys
+import time
+import traceback
+
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
+def _children() -> list[int]:
+    """Direct children of this process (Linux), including orphans reparented to it."""
+    pids: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return pids
+
+
+def _kill_descendants(pgid: int) -> None:
+    """Kill the probe's process group and every orphan that was reparented to us; reap them."""
+    for _ in range(50):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in _children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                break
+        if not _children():
+            return
+        time.sleep(0.01)
+
+
+def _count_own_processes() -> int:
+    uid, n = os.getuid(), 0
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+def _set_limits(req: dict) -> None:
+    """CPU seconds, address space, file size, process count and no core dumps for this child."""
+    def setl(which: int, soft: int) -> None:
+        try:
+            _, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY:
+                soft = min(soft, hard)
+            resource.setrlimit(which, (soft, soft if hard == resource.RLIM_INFINITY else hard))
+        except (ValueError, OSError):
+            pass
+
+    cpu = int(req["timeout_s"]) + 2
+    setl(resource.RLIMIT_CPU, cpu)
+    setl(resource.RLIMIT_CORE, 0)
+    setl(resource.RLIMIT_FSIZE, int(req["fsize_mb"]) << 20)
+    try:
+        with open("/proc/self/statm") as f:
+            vm_now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        setl(resource.RLIMIT_AS, vm_now + (int(req["memory_mb"]) << 20))
+    except OSError:
+        pass
+    if hasattr(resource, "RLIMIT_NPROC") and os.getuid() != 0:
+        setl(resource.RLIMIT_NPROC, _count_own_processes() + int(req["nproc"]))
+
+
+def _describe(err: BaseException, module_root: str) -> str:
+    """A student-readable account of an exception: its type and text, and where in their code."""
+    if isinstance(err, SystemExit):
+        return f"the code called sys.exit({err.code!r}); a graded function must return instead"
+    if isinstance(err, NotImplementedError):
+        return "not implemented (the function still raises NotImplementedError)"
+    if isinstance(err, SyntaxError):
+        where = os.path.relpath(err.filename, module_root) if err.filename else "the file"
+        return f"SyntaxError in {where}, line {err.lineno}: {err.msg}"
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(module_root)]
+    where = ""
+    if frames:
+        f = frames[-1]
+        where = f" (at {os.path.relpath(f.filename, module_root)}, line {f.lineno}: {(f.line or '').strip()})"
+    text = str(err)
+    if isinstance(err, MemoryError) or "can't allocate memory" in text or "DefaultCPUAllocator" in text:
+        text = "out of memory (the memory limit was exceeded)"
+    return f"{type(err).__name__}: {text[:800]}{where}"
+
+
+def _run_child(probe: dict, req: dict) -> bytes:
+    """Body of a probe child: import the student module, run the probe, return npz bytes."""
+    import numpy as np
+
+    from . import PROBE_KINDS
+
+    module_root = req["module_root"]
+    sys.path.insert(0, module_root)
+    rel = req["module"]
+    name = rel[:-3].replace("/", ".") if rel.endswith(".py") else rel
+    module = importlib.import_module(name)
+    function = probe["args"].get("function")
+    if function and not callable(getattr(module, function, None)):
+        raise LookupError(f"{rel} defines no function named {function!r}")
+    arrays = PROBE_KINDS[probe["kind"]](module, probe["args"])
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _fork_probe(probe: dict, req: dict, result_fd: int) -> tuple[dict, bytes]:
+    """Run one probe in a forked child under limits; return (header, payload)."""
+    r, w = os.pipe()
+    log_path = os.path.join(req["scratch"], f"{probe['id']}.log")
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # child
+        msg = b"ER internal"
+        try:
+            os.close(r)
+            os.close(result_fd)
+            os.setsid()
+            _set_limits(req)
+            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            msg = b"OK" + _run_child(probe, req)
+        except BaseException as err:  # SystemExit and KeyboardInterrupt too: the child reports all
+            try:
+                msg = b"ER" + _describe(err, req["module_root"]).encode("utf-8", "replace")
+            except BaseException:
+                msg = b"ER" + type(err).__name__.encode()
+        finally:
+            try:
+                view = memoryview(msg)
+                while view:
+                    view = view[os.write(w, view):]
+            finally:
+                os._exit(0)
+
+    os.close(w)
+    deadline = start + float(req["timeout_s"])
+    chunks, size, timed_out = [], 0, False
+    cap = int(req["max_output_bytes"])
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        ready, _, _ = select.select([r], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(r, 1 << 20)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > cap:
+            chunks = [b"ER" + f"the probe returned more than {cap} bytes".encode()]
+            break
+        chunks.append(chunk)
+    os.close(r)
+    status = _wait_status(pid, timed_out)
+    _kill_descendants(pid)
+    duration = time.monotonic() - start
+    data = b"".join(chunks)
+    header = {"id": probe["id"], "duration_s": round(duration, 4), "log_tail": _tail(log_path)}
+    if timed_out:
+        header.update(status="timeout", message=f"timed out after {req['timeout_s']} s (an infinite loop, or far too slow)")
+        return header, b""
+    if data.startswith(b"OK"):
+        header.update(status="ok", message="")
+        return header, data[2:]
+    if data.startswith(b"ER"):
+        header.update(status="error", message=data[2:].decode("utf-8", "replace")[:2000])
+        return header, b""
+    header.update(status="crashed", message=status)
+    return header, b""
+
+
+def _wait_status(pid: int, timed_out: bool) -> str:
+    """Reap the probe child and describe how it ended (for children that sent nothing)."""
+    if timed_out:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        _, code = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "the process ended without returning a result"
+    if os.WIFSIGNALED(code):
+        sig = os.WTERMSIG(code)
+        hint = {signal.SIGXCPU: " (CPU time limit)", signal.SIGKILL: " (killed: memory or time limit?)",
+                signal.SIGSEGV: " (segmentation fault)"}.get(sig, "")
+        return f"the process was killed by signal {signal.Signals(sig).name}{hint}"
+    return (f"the process exited with status {os.WEXITSTATUS(code)} without returning a result "
+            "(os._exit() or a crash in native code?)")
+
+
+def _tail(path: str, n: int = 2000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - n))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _send(fd: int, header: dict, payload: bytes) -> None:
+    head = json.dumps(header).encode()
+    frame = b"DGM1" + len(head).to_bytes(4, "big") + head + len(payload).to_bytes(8, "big") + payload
+    view = memoryview(frame)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def main(request_json: str, result_fd: int) -> None:
+    """Run every probe of the request and stream one frame per probe to ``result_fd``."""
+    req = json.loads(request_json)
+    _prctl(PR_SET_DUMPABLE, 0)          # children (same uid) cannot read our fds via /proc
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)   # detached grandchildren come back to us to be killed
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import numpy  # noqa: F401  (imported once, shared by every forked child)
+    import torch
+
+    torch.set_num_threads(1)
+    for probe in req["probes"]:
+        header, payload = _fork_probe(probe, req, result_fd)
+        _send(result_fd, header, payload)
+    os.close(result_fd)
