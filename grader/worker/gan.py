@@ -13,7 +13,7 @@ from . import nets
 from .record import InputRecorder
 
 
-def _flat_grad(loss: torch.Tensor, module: torch.nn.Module) -> tuple[np.ndarray, int]:
+def flat_grad(loss: torch.Tensor, module: torch.nn.Module) -> tuple[np.ndarray, int]:
     """(gradient of a scalar loss w.r.t. module's parameters, flattened; 1 if connected else 0)."""
     params = list(module.parameters())
     size = sum(p.numel() for p in params)
@@ -57,7 +57,7 @@ def probe_loss(module: object, args: dict) -> dict[str, np.ndarray]:
         out[f"{name}_loss"] = loss.detach().double().reshape(-1).numpy().copy()
         out[f"{name}_loss_shape"] = np.asarray(loss.shape, dtype=np.float64)
         if loss.numel() == 1:
-            grad, ok = _flat_grad(loss.reshape(()), net)
+            grad, ok = flat_grad(loss.reshape(()), net)
         else:
             grad, ok = np.zeros(0), 0
         out[f"{name}_grad"], out[f"{name}_grad_ok"] = grad, np.asarray([ok], dtype=np.float64)

@@ -1,0 +1,266 @@
+"""Hidden checks for the ``gan`` assignment: the reference on the student's own draws.
+
+For each loss the reference is evaluated on every z the student drew (a
+student may draw one z per loss) and the closest is taken. A loss passes when
+its value and its gradient w.r.t. the network it trains (d_loss: the
+discriminator, g_loss: the generator) both match. When they do not, the value
+is compared with a catalogue of typical mistakes evaluated on the same draws.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import reference
+from ..worker import nets
+from ..worker.gan import flat_grad
+from . import CheckContext, CheckResult, register
+from .compare import close_vector, compare, fmt
+from .gan import find_interpolation, read_draws, z_problem
+
+REFERENCE_FILE = "codebase/gan.py"
+LAMBDA = 10.0
+
+
+@dataclass
+class Evaluation:
+    """Reference values on one draw, and the raw quantities mistakes are built from."""
+
+    d_loss: float
+    g_loss: float
+    d_grad: np.ndarray
+    g_grad: np.ndarray
+    terms: dict[str, float]      # d_real/d_fake means and penalty variants, for the mistake catalogue
+    d_grad_critic_only: np.ndarray | None = None
+
+
+def _evaluate(ctx: CheckContext, z: np.ndarray, alpha: np.ndarray | None) -> Evaluation:
+    """Run the reference loss on the probe nets with the student's z (and alpha) replayed."""
+    args = ctx.probe_args
+    conditional = bool(args.get("conditional"))
+    fn = getattr(reference.load(REFERENCE_FILE), args["function"])
+    g, d = nets.make_nets(args["seed"], conditional)
+    x_real, y_real = nets.make_batch(args["seed"])
+    cpu = torch.device("cpu")
+    z_t = torch.from_numpy(z).float()
+    a_t = [torch.from_numpy(alpha).float()] if alpha is not None else [torch.full((nets.BATCH,), 0.5)]
+    with reference.replay(randn=[z_t], rand=a_t):
+        extra = (y_real,) if conditional else ()
+        d_loss, g_loss = fn(g, d, x_real, *extra, device=cpu)
+    d_grad, _ = flat_grad(d_loss, d)
+    g_grad, _ = flat_grad(g_loss, g)
+    terms = _terms(g, d, x_real, y_real if conditional else None, z_t, a_t[0])
+    ev = Evaluation(d_loss.item(), g_loss.item(), d_grad, g_grad, terms)
+    if args.get("penalty"):
+        critic = d(g(z_t).detach()).mean() - d(x_real).mean() + LAMBDA * terms["penalty"]
+        ev.d_grad_critic_only, _ = flat_grad(critic, d)
+    return ev
+
+
+def _terms(g, d, x_real, y_real, z, alpha) -> dict[str, float]:
+    """Batch statistics of the logits and penalty variants, as floats."""
+    with torch.no_grad():
+        x_fake = g(z, y_real) if y_real is not None else g(z)
+        h_real = (d(x_real, y_real) if y_real is not None else d(x_real)).double()
+        h_fake = (d(x_fake, y_real) if y_real is not None else d(x_fake)).double()
+    ls = F.logsigmoid
+    t = {
+        "ls_real_mean": ls(h_real).mean().item(), "ls_real_sum": ls(h_real).sum().item(),
+        "ls_negreal_mean": ls(-h_real).mean().item(),
+        "ls_fake_mean": ls(h_fake).mean().item(), "ls_fake_sum": ls(h_fake).sum().item(),
+        "ls_negfake_mean": ls(-h_fake).mean().item(), "ls_negfake_sum": ls(-h_fake).sum().item(),
+        "h_real_mean": h_real.mean().item(), "h_fake_mean": h_fake.mean().item(),
+        "h_real_sum": h_real.sum().item(), "h_fake_sum": h_fake.sum().item(),
+        "sig_real_mean": torch.sigmoid(h_real).mean().item(),
+        "sig_fake_mean": torch.sigmoid(h_fake).mean().item(),
+    }
+    if y_real is None:
+        x_hat = (x_real + alpha.reshape(-1, 1, 1, 1) * (x_fake - x_real)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat)
+        norms = grad.reshape(grad.shape[0], -1).norm(dim=1).double()
+        t["penalty"] = ((norms - 1) ** 2).mean().item()
+        t["penalty_squared_norm"] = ((norms ** 2 - 1) ** 2).mean().item()
+        t["penalty_batch_norm"] = ((grad.double().norm() - 1) ** 2).item()
+        t["penalty_sum"] = ((norms - 1) ** 2).sum().item()
+        t["penalty_one_sided"] = (torch.clamp(norms - 1, min=0) ** 2).mean().item()
+    return t
+
+
+def _catalogue(kind: str, loss: str, ev: Evaluation) -> list[tuple[str, float]]:
+    """Values that typical mistakes would produce on these draws, with the message for each."""
+    t = ev.terms
+    bce_d = -t["ls_real_mean"] - t["ls_negfake_mean"]
+    out: list[tuple[str, float]] = []
+    if loss == "d_loss" and kind != "wgan":
+        out += [
+            ("the sign is flipped: L_D = -E[log D(x)] - E[log(1 - D(G(z)))] is minimised", -bce_d),
+            ("it is half the expected value: L_D is the sum of two batch means (real and fake), "
+             "not one mean over the concatenated batch", bce_d / 2),
+            ("it sums over the batch instead of averaging (use .mean())",
+             -t["ls_real_sum"] - t["ls_negfake_sum"]),
+            ("the real and fake labels are swapped", -t["ls_negreal_mean"] - t["ls_fake_mean"]),
+            ("it only has the real-data term -E[log D(x)]", -t["ls_real_mean"]),
+            ("it only has the fake-data term -E[log(1 - D(G(z)))]", -t["ls_negfake_mean"]),
+            ("it is the Wasserstein critic loss, not the cross-entropy loss",
+             t["h_fake_mean"] - t["h_real_mean"]),
+        ]
+    if loss == "g_loss" and kind == "nonsaturating":
+        out += [
+            ("your generator loss equals the minimax loss E[log(1 - D(G(z)))]; the non-saturating "
+             "loss is -E[log D(G(z))]", t["ls_negfake_mean"]),
+            ("the sign is flipped: the non-saturating loss is -E[log D(G(z))]", t["ls_fake_mean"]),
+            ("it sums over the batch instead of averaging (use .mean())", -t["ls_fake_sum"]),
+            ("it returns the discriminator's loss", bce_d),
+            ("it is the negated discriminator loss; the generator loss has no real-data term", -bce_d),
+        ]
+    if loss == "g_loss" and kind == "minimax":
+        out += [
+            ("your generator loss equals the non-saturating loss -E[log D(G(z))]; the minimax loss "
+             "is E[log(1 - D(G(z)))]", -t["ls_fake_mean"]),
+            ("the sign is flipped: the minimax generator loss is E[log(1 - D(G(z)))]", -t["ls_negfake_mean"]),
+            ("it sums over the batch instead of averaging (use .mean())", t["ls_negfake_sum"]),
+            ("it is -L_D, which adds the real-data term E[log D(x)]; that term does not depend on G, "
+             "so return E[log(1 - D(G(z)))] only", -bce_d),
+            ("it returns the discriminator's loss", bce_d),
+        ]
+    if kind == "wgan":
+        w = t["h_fake_mean"] - t["h_real_mean"]
+        pen = t.get("penalty", 0.0)
+        if loss == "d_loss":
+            out += [
+                ("it has no gradient penalty", w),
+                ("the sign of the critic terms is flipped: L_D = E[D(G(z))] - E[D(x)] + penalty",
+                 -w + LAMBDA * pen),
+                ("the penalty uses the squared norm; it is (||grad||_2 - 1)^2", w + LAMBDA * t["penalty_squared_norm"]),
+                ("the penalty uses one norm over the whole batch; take the norm per example "
+                 "(grad.reshape(B, -1).norm(dim=1))", w + LAMBDA * t["penalty_batch_norm"]),
+                ("the penalty is summed over the batch instead of averaged", w + LAMBDA * t["penalty_sum"]),
+                ("the penalty is one-sided (max(0, ||grad|| - 1)^2); WGAN-GP uses (||grad|| - 1)^2",
+                 w + LAMBDA * t["penalty_one_sided"]),
+                ("a sigmoid is applied to the critic; WGAN-GP uses its raw output",
+                 t["sig_fake_mean"] - t["sig_real_mean"] + LAMBDA * pen),
+                ("it is the cross-entropy GAN loss, not the Wasserstein loss", bce_d),
+                ("it is the cross-entropy GAN loss plus a penalty, not the Wasserstein loss", bce_d + LAMBDA * pen),
+                ("it sums the critic terms over the batch instead of averaging",
+                 t["h_fake_sum"] - t["h_real_sum"] + LAMBDA * pen),
+            ]
+        else:
+            out += [
+                ("the sign is flipped: L_G = -E[D(G(z))]", t["h_fake_mean"]),
+                ("a sigmoid is applied to the critic; WGAN-GP uses its raw output", -t["sig_fake_mean"]),
+                ("it is the non-saturating loss -E[log D(G(z))], not the Wasserstein loss", -t["ls_fake_mean"]),
+                ("it sums over the batch instead of averaging (use .mean())", -t["h_fake_sum"]),
+            ]
+    return out
+
+
+def _kind(ctx: CheckContext) -> str:
+    if ctx.probe_args.get("penalty"):
+        return "wgan"
+    return "minimax" if "minimax" in ctx.probe_args["function"] else "nonsaturating"
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 + 1e-4 * abs(b)
+
+
+def _penalty_weight_hint(value: float, ev: Evaluation) -> str | None:
+    """If value = critic terms + lambda' * penalty for a positive lambda' != 10, say so."""
+    pen = ev.terms.get("penalty")
+    if not pen or pen < 1e-6:
+        return None
+    lam = (value - (ev.terms["h_fake_mean"] - ev.terms["h_real_mean"])) / pen
+    if lam > 0 and not _close(lam, LAMBDA):
+        return f"the penalty weight looks like lambda = {lam:.3g}; it should be {LAMBDA:g}"
+    return None
+
+
+def _label_problem(ctx: CheckContext) -> str | None:
+    """Conditional GAN: every call of g and d must use the labels y_real of the batch."""
+    y_real = nets.make_batch(ctx.probe_args["seed"])[1].double().numpy()
+    d = read_draws(ctx.outcome.arrays)
+    for call in d.g_calls:
+        if len(call) < 2 or call[1].shape != y_real.shape or not np.array_equal(call[1], y_real):
+            return "the generator was not given the batch's labels: generate x_fake = g(z, y_real)"
+    for call in d.d_calls:
+        if len(call) < 2 or call[1].shape != y_real.shape or not np.array_equal(call[1], y_real):
+            return ("the discriminator scored images with labels other than y_real: use d(x_real, y_real) "
+                    "and d(x_fake, y_real), the labels the fakes were generated for")
+    return None
+
+
+def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
+    """Verdicts for d_loss and g_loss, computed once per part."""
+    if "verdicts" in ctx.cache:
+        return ctx.cache["verdicts"]
+    a = ctx.outcome.arrays
+    draws = read_draws(a)
+    verdicts: dict[str, CheckResult] = {}
+    common: str | None = None
+    zs = [call[0] for call in draws.g_calls]
+    if not zs:
+        common = "the generator was never called: generate x_fake = g(z)"
+    else:
+        common = next((p for p in (z_problem(z) for z in zs) if p), None)
+    alpha = None
+    if common is None and ctx.probe_args.get("penalty"):
+        interp = find_interpolation(ctx)
+        common, alpha = interp.problem, interp.alpha
+        if interp.alpha is not None:
+            zs = [zs[interp.z_index]] + [z for k, z in enumerate(zs) if k != interp.z_index]
+    if common is None and ctx.probe_args.get("conditional"):
+        common = _label_problem(ctx)
+    if common is not None:
+        ctx.cache["verdicts"] = {k: CheckResult(False, common) for k in ("d_loss", "g_loss")}
+        return ctx.cache["verdicts"]
+
+    evals = [_evaluate(ctx, z, alpha) for z in zs]
+    kind = _kind(ctx)
+    for loss, net in (("d_loss", "discriminator"), ("g_loss", "generator")):
+        got = a[loss]
+        if got.size != 1:
+            verdicts[loss] = CheckResult(False, f"{loss} has shape {tuple(int(s) for s in a[loss + '_shape'])}; expected a scalar")
+            continue
+        value = float(got.item())
+        best = min(evals, key=lambda ev: abs(getattr(ev, loss) - value))
+        expected = getattr(best, loss)
+        grad, grad_ok = a[f"{loss[0]}_grad"], a[f"{loss[0]}_grad_ok"].item() == 1
+        ref_grad = best.d_grad if loss == "d_loss" else best.g_grad
+        if _close(value, expected) and grad_ok and close_vector(grad, ref_grad):
+            verdicts[loss] = CheckResult(True, f"{loss} = {fmt(value)} matches the reference, and so does its gradient")
+            continue
+        if _close(value, expected):
+            if not grad_ok:
+                hint = (" (was x_fake detached, or computed under torch.no_grad()?)" if loss == "g_loss"
+                        else " (was it computed from detached tensors?)")
+                msg = f"{loss} has the right value but sends no gradient to the {net}'s parameters{hint}"
+            elif loss == "d_loss" and best.d_grad_critic_only is not None and close_vector(grad, best.d_grad_critic_only):
+                msg = ("d_loss has the right value, but its penalty sends no gradient to the critic's parameters: "
+                       "compute the input gradient with torch.autograd.grad(..., create_graph=True)")
+            else:
+                msg = (f"{loss} has the right value but its gradient w.r.t. the {net}'s parameters differs "
+                       f"from the reference (relative error {np.linalg.norm(grad - ref_grad) / max(np.linalg.norm(ref_grad), 1e-12):.3g})")
+            verdicts[loss] = CheckResult(False, msg)
+            continue
+        msg = compare(loss, got, np.asarray([expected])) or f"{loss} differs from the reference"
+        hint = next((m for m, v in _catalogue(kind, loss, best) if _close(value, v)), None)
+        if hint is None and kind == "wgan" and loss == "d_loss":
+            hint = _penalty_weight_hint(value, best)
+        verdicts[loss] = CheckResult(False, msg + (f"\nLikely mistake: {hint}." if hint else ""))
+    ctx.cache["verdicts"] = verdicts
+    return verdicts
+
+
+@register("gan.d_loss")
+def d_loss(ctx: CheckContext) -> CheckResult:
+    """d_loss and its gradient w.r.t. the discriminator equal the reference on the student's draws."""
+    return _analyse(ctx)["d_loss"]
+
+
+@register("gan.g_loss")
+def g_loss(ctx: CheckContext) -> CheckResult:
+    """g_loss and its gradient w.r.t. the generator equal the reference on the student's draws."""
+    return _analyse(ctx)["g_loss"]

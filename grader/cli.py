@@ -1,0 +1,169 @@
+"""The ``grader`` command: check, grade, demo.
+
+Each command is a thin parser over a keyword-only ``run_*`` function. Exit
+status: 0 when grading completed (whatever the scores), 2 for a usage error,
+3 when the grader itself failed on some test (results are still written).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import __version__, report
+from .config import Assignment, ConfigError, available, load_assignment
+from .grade import GradeResult, grade
+from .paths import ASSIGNMENTS_DIR
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message says what is acceptable."""
+
+
+def _assignment(name: str | None, path: Path | None = None) -> Assignment:
+    """The named assignment, or the one whose student file is in ``path``."""
+    if name:
+        return load_assignment(name)
+    for candidate in available():
+        a = load_assignment(candidate)
+        if path is not None and path.is_dir() and (path / a.module).is_file():
+            return a
+    raise UsageError(f"cannot tell which assignment {path} is; pass --assignment "
+                     f"({', '.join(available())})")
+
+
+def expand_submissions(paths: list[Path], assignment: Assignment) -> list[Path]:
+    """Each path is one submission, or a folder of many (zips or folders, as an LMS exports them)."""
+    out: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise UsageError(f"{p} does not exist")
+        if p.is_dir() and not _is_single(p, assignment):
+            children = sorted(c for c in p.iterdir() if not c.name.startswith(".")
+                              and (c.is_dir() or c.suffix.lower() in (".zip", ".py", ".ipynb")))
+            if not children:
+                raise UsageError(f"{p} holds no submissions (zips or folders)")
+            out += children
+        else:
+            out.append(p)
+    return out
+
+
+def _is_single(folder: Path, assignment: Assignment) -> bool:
+    for rel in assignment.required_files:
+        first = Path(rel).parts[0]
+        if (folder / rel).exists() or (folder / Path(rel).name).exists() or (folder / first).is_dir():
+            return True
+    return False
+
+
+def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, jobs: int = 1,
+              quiet: bool = False) -> list[GradeResult]:
+    """Grade submissions into ``out``: results.json and feedback.md each, then grades.csv."""
+    paths = expand_submissions(submissions, assignment)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[GradeResult | None] = [None] * len(paths)
+    start, done = time.monotonic(), 0
+
+    def one(i: int) -> None:
+        nonlocal done
+        r = grade(assignment, paths[i])
+        report.write_submission_reports(r, out)
+        results[i] = r
+        done += 1
+        if not quiet:
+            eta = (time.monotonic() - start) / done * (len(paths) - done)
+            print(f"[{done}/{len(paths)}] {r.submission}: {r.score:g}/{r.max_score:g} ({r.status})"
+                  + (f", ETA {eta:.0f} s" if done < len(paths) else ""), file=sys.stderr)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, range(len(paths))))
+    final = [r for r in results if r is not None]
+    report.grades_csv(final, out / "grades.csv")
+    return final
+
+
+def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
+    """Public checks only, for students: prints each test and a hint for each failure."""
+    r = grade(assignment, path, public_only=True)
+    print(f"grader check: {assignment.name} ({path})")
+    for t in r.tests:
+        print(f"  {'PASS' if t.passed else 'FAIL'}  {t.name}")
+        if not t.passed:
+            for line in t.output.strip().splitlines():
+                print(f"        {line}")
+    for p in r.problems:
+        print(f"  ! {p}")
+    passed = sum(t.passed for t in r.tests)
+    print(f"{passed}/{len(r.tests)} public checks passed in {r.execution_time:.1f} s. "
+          "Hidden tests compare your values with the reference when you submit.")
+    if r.layers:
+        print("Isolation: " + "; ".join(r.layers))
+    return r
+
+
+def run_demo(*, out: Path | None = None) -> list[GradeResult]:
+    """Grade the example submissions bundled with every assignment and print a table."""
+    out = out or Path(tempfile.mkdtemp(prefix="grader-demo-"))
+    all_results = []
+    for name in available():
+        examples = ASSIGNMENTS_DIR / name / "examples"
+        if not examples.is_dir():
+            continue
+        a = load_assignment(name)
+        subs = sorted(p for p in examples.iterdir() if not p.name.startswith("."))
+        print(f"\n== {name}: grading {len(subs)} example submissions ==", file=sys.stderr)
+        results = run_grade(assignment=a, submissions=subs, out=out / name, jobs=1)
+        print(f"\n{name} ({a.title})")
+        print(report.table(results))
+        all_results += results
+    print(f"\nReports (results.json, feedback.md, grades.csv) are in {out}")
+    return all_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grader", description="dgm-harness: grade deep generative models homework.")
+    parser.add_argument("--version", action="version", version=f"dgm-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="student self-check: public checks only, in seconds")
+    p.add_argument("--assignment", help=f"assignment name (default: guessed from PATH); one of {', '.join(available())}")
+    p.add_argument("path", nargs="?", default=".", type=Path, help="starter folder or submission zip (default .)")
+
+    p = sub.add_parser("grade", help="grade submissions into results.json, feedback.md and grades.csv")
+    p.add_argument("--assignment", required=True, help=f"one of {', '.join(available())}")
+    p.add_argument("--out", default=Path("out"), type=Path, help="output folder (default out/)")
+    p.add_argument("--jobs", default=1, type=int, help="submissions graded in parallel (default 1)")
+    p.add_argument("submissions", nargs="+", type=Path, help="zips, folders, or folders of many submissions")
+
+    p = sub.add_parser("demo", help="grade the bundled example submissions (no network)")
+    p.add_argument("--out", default=None, type=Path, help="output folder (default: a temporary folder)")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            path = args.path.resolve()
+            if not path.exists():
+                raise UsageError(f"{path} does not exist")
+            r = run_check(assignment=_assignment(args.assignment, path), path=path)
+            results = [r]
+        elif args.command == "grade":
+            if args.jobs < 1:
+                raise UsageError("--jobs must be at least 1")
+            results = run_grade(assignment=_assignment(args.assignment), submissions=args.submissions,
+                                out=args.out, jobs=args.jobs)
+            print(report.table(results))
+            print(f"Wrote {args.out}/<submission>/results.json, feedback.md and {args.out}/grades.csv")
+        else:
+            results = run_demo(out=args.out)
+    except (UsageError, ConfigError) as err:
+        print(f"grader: error: {err}", file=sys.stderr)
+        return 2
+    if any(r.grader_errors for r in results):
+        print("grader: the grader itself failed on some tests (see the staff-only entries in results.json)",
+              file=sys.stderr)
+        return 3
+    return 0

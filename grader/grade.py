@@ -1,0 +1,179 @@
+"""Grade one submission: load it, run its probes in the sandbox, run the checks, collect results.
+
+Student mistakes become failed tests with messages; only a fault in the grader
+itself (a check that raised) is flagged as ``grader_error``.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checks
+from .config import Assignment
+from .paths import REPO_ROOT
+from .sandbox import Limits, ProbeOutcome, run_probes
+from .submission import Submission, SubmissionError, load_submission
+
+FAILED_PROBE = {
+    "error": "{msg}",
+    "timeout": "{msg}",
+    "crashed": "{msg}",
+    "missing": "no result: {msg}",
+}
+
+
+@dataclass
+class TestResult:
+    """One row of results.json."""
+
+    name: str
+    number: str
+    tags: list[str]              # the student function(s) exercised
+    score: float
+    max_score: float
+    passed: bool
+    output: str
+    visibility: str
+    manual: bool = False
+    manual_points: float = 0.0   # points a person grades (manual items only)
+
+
+@dataclass
+class GradeResult:
+    """Everything a report needs about one graded submission."""
+
+    assignment: str
+    submission: str
+    sha256: str
+    tests: list[TestResult]
+    status: str                  # ok | timeout | crashed | invalid | error (worst part outcome)
+    execution_time: float
+    layers: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)   # submission-level messages
+    grader_errors: list[str] = field(default_factory=list)  # tracebacks for staff
+
+    @property
+    def score(self) -> float:
+        return sum(t.score for t in self.tests if not t.manual)
+
+    @property
+    def max_score(self) -> float:
+        return sum(t.max_score for t in self.tests if not t.manual)
+
+
+def _probes(assignment: Assignment) -> list[dict]:
+    return [{"id": part.function, "kind": part.probe,
+             "args": {"function": part.function, "seed": assignment.seed, **(part.args or {})}}
+            for part in assignment.parts]
+
+
+def _fill_support(files_dir: Path, assignment: Assignment) -> None:
+    """Add starter files the submission lacks (never the required files themselves)."""
+    if not assignment.support_dir:
+        return
+    support = REPO_ROOT / assignment.support_dir
+    if not support.is_dir():
+        return
+    for f in support.rglob("*"):
+        rel = f.relative_to(support)
+        if f.is_file() and rel.as_posix() not in assignment.required_files and rel.suffix == ".py":
+            dest = files_dir / rel
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, dest)
+
+
+def _status(outcomes: dict[str, ProbeOutcome]) -> str:
+    statuses = {o.status for o in outcomes.values()}
+    for s in ("timeout", "crashed", "missing"):
+        if s in statuses:
+            return "crashed" if s == "missing" else s
+    return "ok"
+
+
+def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
+          limits: Limits | None = None, name: str | None = None) -> GradeResult:
+    """Grade the submission at ``path`` (zip, folder or file); never raises for student errors."""
+    start = time.monotonic()
+    limits = limits or Limits(timeout_s=assignment.probe_timeout_s)
+    sub: Submission | None = None
+    try:
+        sub = load_submission(path, assignment.required_files, assignment.optional_files)
+    except SubmissionError as err:
+        tests = _all_failed(assignment, f"the submission could not be read: {err}", public_only)
+        return GradeResult(assignment.name, name or Path(path).name, "", tests, "invalid",
+                           time.monotonic() - start, problems=[str(err)])
+    try:
+        if sub.problems:
+            msg = "; ".join(sub.problems)
+            tests = _all_failed(assignment, msg, public_only)
+            return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, "invalid",
+                               time.monotonic() - start, problems=sub.problems)
+        _fill_support(sub.files_dir, assignment)
+        run = run_probes(sub.files_dir, assignment.module, _probes(assignment), REPO_ROOT, limits)
+        tests, errors = _run_checks(assignment, run.outcomes, public_only)
+        return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, _status(run.outcomes),
+                           time.monotonic() - start, layers=run.layers, grader_errors=errors)
+    finally:
+        if sub is not None:
+            sub.cleanup()
+
+
+def _selected(assignment: Assignment, public_only: bool):
+    """(number, part, test, check function) for every test that runs in this mode."""
+    for i, part in enumerate(assignment.parts, 1):
+        for j, test in enumerate(part.tests, 1):
+            if public_only and not test.public:
+                continue
+            fn = checks.get(test.check)
+            if fn is None and public_only:
+                continue
+            yield f"{i}.{j}", part, test, fn
+
+
+def _all_failed(assignment: Assignment, message: str, public_only: bool) -> list[TestResult]:
+    tests = [TestResult(f"{part.name} {part.function}: {test.name}", num, [part.function], 0.0,
+                        test.points, False, message, test.visibility)
+             for num, part, test, _ in _selected(assignment, public_only)]
+    return tests + ([] if public_only else _manual(assignment))
+
+
+def _manual(assignment: Assignment) -> list[TestResult]:
+    return [TestResult(f"{m.name} (graded by course staff)", f"M{i}", ["manual"], 0.0, 0.0, True,
+                       f"Graded by hand: {m.points:g} points. {m.description}".strip(), "visible",
+                       manual=True, manual_points=m.points)
+            for i, m in enumerate(assignment.manual, 1)]
+
+
+def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
+                public_only: bool) -> tuple[list[TestResult], list[str]]:
+    tests, errors = [], []
+    contexts: dict[str, checks.CheckContext] = {}
+    for num, part, test, fn in _selected(assignment, public_only):
+        outcome = outcomes[part.function]
+        title = f"{part.name} {part.function}: {test.name}"
+        if outcome.status != "ok":
+            msg = FAILED_PROBE[outcome.status].format(msg=outcome.message)
+            if outcome.log_tail.strip():
+                msg += "\n\nLast output of your code:\n" + outcome.log_tail.strip()[-800:]
+            tests.append(TestResult(title, num, [part.function], 0.0, test.points, False, msg, test.visibility))
+            continue
+        if fn is None:
+            errors.append(f"check {test.check!r} is not registered")
+            tests.append(TestResult(title, num, [part.function], 0.0, test.points, False,
+                                    "Autograder error: this check is not available; course staff have been told.",
+                                    test.visibility))
+            continue
+        ctx = contexts.setdefault(part.function, checks.CheckContext(
+            assignment, part, outcome, {"function": part.function, "seed": assignment.seed, **(part.args or {})}))
+        try:
+            res = fn(ctx)
+        except Exception:  # noqa: BLE001 - a grader fault must not cost the other tests
+            errors.append(f"{title}:\n{traceback.format_exc()}")
+            res = checks.CheckResult(False, "Autograder error while checking this part; course staff have been told.")
+        tests.append(TestResult(title, num, [part.function], test.points if res.passed else 0.0,
+                                test.points, res.passed, res.message, test.visibility))
+    return tests + ([] if public_only else _manual(assignment)), errors

@@ -1,0 +1,66 @@
+"""Load the reference solutions (parent process only) and replay a student's draws into them.
+
+The reference functions draw their own randomness with ``torch.randn`` and
+``torch.rand``; :func:`replay` makes those calls return the tensors the student
+drew instead, so reference and student are compared on the same z and alpha.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from .paths import SOLUTIONS_DIR
+
+
+class ReferenceMissing(RuntimeError):
+    """The reference solutions are not installed (a student bundle): hidden checks cannot run."""
+
+
+@functools.lru_cache(maxsize=None)
+def load(relpath: str, root: Path = SOLUTIONS_DIR) -> ModuleType:
+    """Import ``solutions/<relpath>`` under a private module name."""
+    path = root / relpath
+    if not path.is_file():
+        raise ReferenceMissing(f"reference solution {path} is not available")
+    name = "dgm_reference_" + relpath.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def replay(randn: list[torch.Tensor] = (), rand: list[torch.Tensor] = ()) -> Iterator[None]:
+    """Within the block, torch.randn / torch.rand return the given tensors in order.
+
+    Each replayed tensor is reshaped to the size the caller asks for, so the
+    reference may ask for (B, 1, 1, 1) where the student drew (B,).
+    """
+    queues = {"randn": list(randn), "rand": list(rand)}
+    originals = {name: getattr(torch, name) for name in queues}
+
+    def make(name: str):
+        def draw(*size, **kwargs):
+            if not queues[name]:
+                return originals[name](*size, **kwargs)
+            shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
+            value = queues[name].pop(0)
+            dtype = kwargs.get("dtype") or torch.get_default_dtype()
+            return value.reshape(*shape).to(dtype=dtype).clone()
+        return draw
+
+    try:
+        for name in queues:
+            setattr(torch, name, make(name))
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(torch, name, fn)

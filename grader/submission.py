@@ -1,0 +1,158 @@
+"""Turn what a student uploaded (a zip, a folder, a bare file) into a normalised folder.
+
+Zip extraction refuses absolute paths, '..' entries and links, and caps the
+number of files and their total size. The required student file is found
+wherever the student put it (``codebase/gan.py`` at the top, inside a wrapper
+folder, or alone) and placed at its canonical path.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+MAX_FILES = 2000
+MAX_TOTAL_BYTES = 200 << 20
+SKIP_DIRS = {"__MACOSX", ".git", "__pycache__", ".ipynb_checkpoints"}
+
+
+class SubmissionError(ValueError):
+    """The upload cannot be read at all (corrupt or hostile zip); the message says why."""
+
+
+@dataclass
+class Submission:
+    """A submission laid out as the assignment expects, in a private folder."""
+
+    name: str                       # used for the output folder and the grades.csv row
+    files_dir: Path                 # folder with the required files at their canonical paths
+    sha256: str                     # content hash of the normalised files
+    problems: list[str] = field(default_factory=list)   # e.g. a required file is missing
+    _tmp: Path | None = None
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def safe_extract(zip_path: Path, dest: Path) -> None:
+    """Extract ``zip_path`` into ``dest``, refusing anything that could land outside it."""
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise SubmissionError(f"{zip_path.name} is not a readable zip file ({err})") from err
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_FILES:
+            raise SubmissionError(f"{zip_path.name} has {len(infos)} entries; at most {MAX_FILES} are accepted")
+        total = 0
+        for info in infos:
+            name = info.filename
+            parts = PurePosixPath(name.replace("\\", "/")).parts
+            if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+                raise SubmissionError(f"{zip_path.name} contains an unsafe path: {name!r}")
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise SubmissionError(f"{zip_path.name} contains a symbolic link: {name!r}")
+            total += info.file_size
+            if total > MAX_TOTAL_BYTES:
+                raise SubmissionError(f"{zip_path.name} unpacks to more than {MAX_TOTAL_BYTES >> 20} MB")
+        for info in infos:
+            target = dest.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > info.file_size or written > MAX_TOTAL_BYTES:
+                            raise SubmissionError(f"{info.filename!r} is larger than its header says")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as err:
+                raise SubmissionError(f"{zip_path.name} is corrupt ({info.filename}: {err})") from err
+
+
+def _walk_files(root: Path) -> list[Path]:
+    """Regular files under root (no links), skipping OS and editor clutter."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not os.path.islink(os.path.join(dirpath, d)))
+        for f in sorted(filenames):
+            p = Path(dirpath) / f
+            if p.is_file() and not p.is_symlink():
+                out.append(p)
+    return out
+
+
+def _locate(root: Path, relpath: str) -> Path | None:
+    """Find the student's copy of ``relpath`` (e.g. codebase/gan.py) anywhere under ``root``."""
+    want = PurePosixPath(relpath)
+    files = _walk_files(root)
+    for depth in range(len(want.parts), 0, -1):
+        tail = want.parts[-depth:]
+        hits = [p for p in files if p.relative_to(root).parts[-depth:] == tail]
+        if hits:
+            return min(hits, key=lambda p: len(p.relative_to(root).parts))
+    return None
+
+
+def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:
+    """Normalise a zip, folder or single file into a private folder holding the required files.
+
+    Raises:
+        SubmissionError: the path does not exist or the zip is unreadable or unsafe.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SubmissionError(f"{path} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix="dgm-sub-"))
+    try:
+        raw = tmp / "raw"
+        raw.mkdir()
+        if path.is_dir():
+            for f in _walk_files(path):
+                dest = raw / f.relative_to(path)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, dest)
+        elif zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
+            safe_extract(path, raw)
+        else:
+            shutil.copyfile(path, raw / path.name)
+
+        files = tmp / "files"
+        files.mkdir()
+        problems = []
+        base = raw
+        for rel in required:
+            found = _locate(raw, rel)
+            if found is None:
+                problems.append(f"{rel} is missing from the submission")
+                continue
+            # keep the student's folder around the file (sample grids etc. sit next to codebase/)
+            up = len(PurePosixPath(rel).parts) - 1
+            base = found.parents[up] if up < len(found.relative_to(raw).parts) else raw
+            dest = files / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, dest)
+        for pattern in optional_globs:
+            for f in sorted(base.glob(pattern)):
+                if f.is_file() and not f.is_symlink():
+                    dest = files / f.relative_to(base)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(f, dest)
+        digest = hashlib.sha256()
+        for f in _walk_files(files):
+            digest.update(str(f.relative_to(files)).encode() + b"\0" + f.read_bytes())
+        name = path.name[:-4] if path.suffix.lower() == ".zip" else path.name
+        return Submission(name=name, files_dir=files, sha256=digest.hexdigest(), problems=problems, _tmp=tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
