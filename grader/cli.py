@@ -90,9 +90,12 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     """Public checks only, for students: prints each test and a hint for each failure."""
     r = grade(assignment, path, public_only=True)
     print(f"grader check: {assignment.name} ({path})")
+    shown: set[tuple[str, str]] = set()
     for t in r.tests:
         print(f"  {'PASS' if t.passed else 'FAIL'}  {t.name}")
-        if not t.passed:
+        key = (t.tags[0], t.output)
+        if not t.passed and key not in shown:  # one message per function when its tests share it
+            shown.add(key)
             for line in t.output.strip().splitlines():
                 print(f"        {line}")
     for p in r.problems:

@@ -6,6 +6,7 @@ itself (a check that raised) is flagged as ``grader_error``.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -113,7 +114,11 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
             return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, "invalid",
                                time.monotonic() - start, problems=sub.problems)
         _fill_support(sub.files_dir, assignment)
+        # import the checks (and torch) while the worker imports its own copy: two cores, half the wait
+        loader = threading.Thread(target=checks.load_plugins, daemon=True)
+        loader.start()
         run = run_probes(sub.files_dir, assignment.module, _probes(assignment), REPO_ROOT, limits)
+        loader.join()
         tests, errors = _run_checks(assignment, run.outcomes, public_only)
         return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, _status(run.outcomes),
                            time.monotonic() - start, layers=run.layers, grader_errors=errors)

@@ -83,8 +83,9 @@ def find_interpolation(ctx: CheckContext) -> Interpolation:
     candidates = [(k, f.reshape(nets.BATCH, -1)) for k, f in enumerate(fakes(ctx))
                   if f is not None and f.shape == x_real.shape]
     result = Interpolation(None, problem=(
-        "no interpolated images reached d: the penalty must be evaluated at "
-        "x_hat = alpha * x_fake + (1 - alpha) * x_real, with alpha ~ U[0, 1] per example"))
+        "no interpolated images reached d (was the penalty taken at the real or fake images "
+        "themselves?): it must be evaluated at x_hat = alpha * x_fake + (1 - alpha) * x_real, "
+        "with alpha ~ U[0, 1] per example"))
     per_pixel = False
     for call in read_draws(ctx.outcome.arrays).d_calls:
         x = call[0]
@@ -115,7 +116,7 @@ def find_interpolation(ctx: CheckContext) -> Interpolation:
             result.problem = (f"interpolation weights outside [0, 1] (min {a.min():.3f}, max {a.max():.3f}): "
                               "draw alpha ~ U[0, 1] with torch.rand")
         elif np.all((np.abs(a) < 1e-6) | (np.abs(a - 1) < 1e-6)):
-            result.problem = ("the penalty was evaluated at the real (or fake) images themselves; "
+            result.problem = ("the penalty was taken at the real or fake images themselves; "
                               "it must use random points between them")
     ctx.cache["interp"] = result
     return result

@@ -86,6 +86,9 @@ def _terms(g, d, x_real, y_real, z, alpha) -> dict[str, float]:
         t["penalty_batch_norm"] = ((grad.double().norm() - 1) ** 2).item()
         t["penalty_sum"] = ((norms - 1) ** 2).sum().item()
         t["penalty_one_sided"] = (torch.clamp(norms - 1, min=0) ** 2).mean().item()
+        (grad_sig,) = torch.autograd.grad(torch.sigmoid(d(x_hat)).sum(), x_hat)
+        norms_sig = grad_sig.reshape(grad_sig.shape[0], -1).norm(dim=1).double()
+        t["penalty_sigmoid"] = ((norms_sig - 1) ** 2).mean().item()
     return t
 
 
@@ -141,7 +144,7 @@ def _catalogue(kind: str, loss: str, ev: Evaluation) -> list[tuple[str, float]]:
                 ("the penalty is one-sided (max(0, ||grad|| - 1)^2); WGAN-GP uses (||grad|| - 1)^2",
                  w + LAMBDA * t["penalty_one_sided"]),
                 ("a sigmoid is applied to the critic; WGAN-GP uses its raw output",
-                 t["sig_fake_mean"] - t["sig_real_mean"] + LAMBDA * pen),
+                 t["sig_fake_mean"] - t["sig_real_mean"] + LAMBDA * t["penalty_sigmoid"]),
                 ("it is the cross-entropy GAN loss, not the Wasserstein loss", bce_d),
                 ("it is the cross-entropy GAN loss plus a penalty, not the Wasserstein loss", bce_d + LAMBDA * pen),
                 ("it sums the critic terms over the batch instead of averaging",
@@ -173,7 +176,8 @@ def _penalty_weight_hint(value: float, ev: Evaluation) -> str | None:
     if not pen or pen < 1e-6:
         return None
     lam = (value - (ev.terms["h_fake_mean"] - ev.terms["h_real_mean"])) / pen
-    if lam > 0 and not _close(lam, LAMBDA):
+    plausible = lam > 0 and (abs(lam - round(lam)) < 1e-3 * lam or abs(10 * lam - round(10 * lam)) < 1e-3 * lam)
+    if plausible and not _close(lam, LAMBDA):
         return f"the penalty weight looks like lambda = {lam:.3g}; it should be {LAMBDA:g}"
     return None
 
@@ -199,27 +203,28 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
     a = ctx.outcome.arrays
     draws = read_draws(a)
     verdicts: dict[str, CheckResult] = {}
-    common: str | None = None
     zs = [call[0] for call in draws.g_calls]
     if not zs:
         common = "the generator was never called: generate x_fake = g(z)"
     else:
         common = next((p for p in (z_problem(z) for z in zs) if p), None)
-    alpha = None
-    if common is None and ctx.probe_args.get("penalty"):
-        interp = find_interpolation(ctx)
-        common, alpha = interp.problem, interp.alpha
-        if interp.alpha is not None:
-            zs = [zs[interp.z_index]] + [z for k, z in enumerate(zs) if k != interp.z_index]
-    if common is None and ctx.probe_args.get("conditional"):
-        common = _label_problem(ctx)
     if common is not None:
         ctx.cache["verdicts"] = {k: CheckResult(False, common) for k in ("d_loss", "g_loss")}
         return ctx.cache["verdicts"]
+    alpha, penalty_problem = None, None
+    if ctx.probe_args.get("penalty"):
+        interp = find_interpolation(ctx)
+        alpha, penalty_problem = interp.alpha, interp.problem
+        if interp.alpha is not None:
+            zs = [zs[interp.z_index]] + [z for k, z in enumerate(zs) if k != interp.z_index]
+    label_hint = _label_problem(ctx) if ctx.probe_args.get("conditional") else None
 
     evals = [_evaluate(ctx, z, alpha) for z in zs]
     kind = _kind(ctx)
     for loss, net in (("d_loss", "discriminator"), ("g_loss", "generator")):
+        if loss == "d_loss" and penalty_problem:
+            verdicts[loss] = CheckResult(False, penalty_problem)
+            continue
         got = a[loss]
         if got.size != 1:
             verdicts[loss] = CheckResult(False, f"{loss} has shape {tuple(int(s) for s in a[loss + '_shape'])}; expected a scalar")
@@ -246,7 +251,7 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
             verdicts[loss] = CheckResult(False, msg)
             continue
         msg = compare(loss, got, np.asarray([expected])) or f"{loss} differs from the reference"
-        hint = next((m for m, v in _catalogue(kind, loss, best) if _close(value, v)), None)
+        hint = label_hint or next((m for m, v in _catalogue(kind, loss, best) if _close(value, v)), None)
         if hint is None and kind == "wgan" and loss == "d_loss":
             hint = _penalty_weight_hint(value, best)
         verdicts[loss] = CheckResult(False, msg + (f"\nLikely mistake: {hint}." if hint else ""))

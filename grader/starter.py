@@ -1,0 +1,119 @@
+"""Generate ``starter/`` from ``solutions/``: every solution block becomes a TODO.
+
+In ``.py`` files and in notebook code cells, the lines from ``# BEGIN SOLUTION``
+to ``# END SOLUTION`` are replaced, at the same indentation, by the marker's
+TODO text and ``raise NotImplementedError``. The marker may carry that text:
+``# BEGIN SOLUTION: compute ...`` (continued on following ``#`` lines).
+Run ``python -m grader.starter`` after editing solutions/; a test fails when
+starter/ is stale.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from .paths import REPO_ROOT, SOLUTIONS_DIR, STARTER_DIR
+
+BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?::\s*(?P<todo>.*))?$")
+END = re.compile(r"^\s*# END SOLUTION\s*$")
+EXTRA_FILES = ("make_submission.sh",)   # top-level files students get in their folder too
+
+
+class MarkerError(ValueError):
+    """Unbalanced solution markers; the message names the file and line."""
+
+
+def strip_solutions(text: str, where: str) -> str:
+    """Replace every solution block in ``text`` by its TODO and ``raise NotImplementedError``."""
+    out: list[str] = []
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        m = BEGIN.match(lines[i].rstrip("\n"))
+        if not m:
+            if END.match(lines[i].rstrip("\n")):
+                raise MarkerError(f"{where}:{i + 1}: END SOLUTION without BEGIN SOLUTION")
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, todo = m.group("indent"), [m.group("todo") or "implement this (see the docstring above)"]
+        i += 1
+        while i < len(lines) and lines[i].strip().startswith("#") and not END.match(lines[i].rstrip("\n")) \
+                and m.group("todo"):
+            todo.append(lines[i].strip().lstrip("#").strip())
+            i += 1
+        while i < len(lines) and not END.match(lines[i].rstrip("\n")):
+            if BEGIN.match(lines[i].rstrip("\n")):
+                raise MarkerError(f"{where}:{i + 1}: nested BEGIN SOLUTION")
+            i += 1
+        if i == len(lines):
+            raise MarkerError(f"{where}: BEGIN SOLUTION without END SOLUTION")
+        i += 1  # skip END
+        out.append(f"{indent}# TODO: {todo[0]}\n")
+        out += [f"{indent}# {t}\n" for t in todo[1:]]
+        out.append(f"{indent}raise NotImplementedError\n")
+    return "".join(out)
+
+
+def strip_notebook(text: str, where: str) -> str:
+    """Apply :func:`strip_solutions` to every code cell and clear outputs."""
+    nb = json.loads(text)
+    for k, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        new = strip_solutions(src, f"{where} cell {k}")
+        cell["source"] = new.splitlines(keepends=True)
+        cell["outputs"], cell["execution_count"] = [], None
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def render(solutions: Path = SOLUTIONS_DIR) -> dict[str, bytes]:
+    """relative path -> bytes of every starter file."""
+    files: dict[str, bytes] = {}
+    for path in sorted(solutions.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        rel = path.relative_to(solutions).as_posix()
+        if path.suffix == ".py":
+            files[rel] = strip_solutions(path.read_text(), rel).encode()
+        elif path.suffix == ".ipynb":
+            files[rel] = strip_notebook(path.read_text(), rel).encode()
+        else:
+            files[rel] = path.read_bytes()
+    for name in EXTRA_FILES:
+        if (REPO_ROOT / name).is_file():
+            files[name] = (REPO_ROOT / name).read_bytes()
+    return files
+
+
+def write(out: Path = STARTER_DIR) -> list[str]:
+    """Regenerate ``out`` from solutions/; returns the files written."""
+    files = render()
+    if out.exists():
+        shutil.rmtree(out)
+    for rel, data in files.items():
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        if rel.endswith(".sh"):
+            dest.chmod(0o755)
+    return sorted(files)
+
+
+def stale(out: Path = STARTER_DIR) -> list[str]:
+    """Files of ``out`` that differ from what the generator makes (missing and extra included)."""
+    files = render()
+    have = {p.relative_to(out).as_posix() for p in out.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts} if out.exists() else set()
+    diff = sorted(set(files) ^ have)
+    diff += sorted(rel for rel in set(files) & have if (out / rel).read_bytes() != files[rel])
+    return diff
+
+
+if __name__ == "__main__":
+    written = write()
+    print(f"wrote {len(written)} files to {STARTER_DIR}", file=sys.stderr)

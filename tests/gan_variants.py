@@ -1,0 +1,321 @@
+"""Catalogue of student answers for the ``gan`` assignment, correct and wrong.
+
+Each variant replaces one function of the reference ``codebase/gan.py``.
+``d`` and ``g`` say whether the hidden d_loss / g_loss tests must pass, and
+``says`` is a phrase the failure message must contain (the likely mistake).
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    function: str
+    source: str           # the whole function definition
+    d: bool               # hidden d_loss test passes
+    g: bool               # hidden g_loss test passes
+    says: str = ""        # substring of the failure message(s)
+
+
+NS = "loss_nonsaturating"
+MM = "loss_minimax"
+CN = "conditional_loss_nonsaturating"
+WG = "loss_wasserstein_gp"
+
+VARIANTS = [
+    # ------------------------------------------------------------ non-saturating, correct
+    Variant("bce_with_logits", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    batch_size = x_real.shape[0]
+    z = torch.randn(batch_size, g.dim_z, device=device)
+    x_fake = g(z)
+    ones = torch.ones(batch_size, device=device)
+    zeros = torch.zeros(batch_size, device=device)
+    d_loss = F.binary_cross_entropy_with_logits(d(x_real), ones) + \\
+        F.binary_cross_entropy_with_logits(d(x_fake.detach()), zeros)
+    g_loss = F.binary_cross_entropy_with_logits(d(x_fake), ones)
+    return d_loss, g_loss
+''', True, True),
+    Variant("softplus_two_draws", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    n = x_real.size(0)
+    x_fake = g(torch.randn((n, g.dim_z)).to(device))
+    d_loss = F.softplus(-d(x_real)).mean() + F.softplus(d(x_fake.detach())).mean()
+    x_fake2 = g(torch.randn(n, g.dim_z, device=device))   # a fresh z for the generator step
+    g_loss = F.softplus(-d(x_fake2)).mean()
+    return d_loss, g_loss
+''', True, True),
+    Variant("log_sigmoid_probabilities", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    p_real = torch.sigmoid(d(x_real))
+    p_fake = torch.sigmoid(d(g(z)))
+    d_loss = -(torch.log(p_real).mean() + torch.log(1 - p_fake).mean())
+    g_loss = -torch.log(p_fake).mean()
+    return d_loss, g_loss
+''', True, True),
+    Variant("bce_on_probabilities", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    B = len(x_real)
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    bce = torch.nn.BCELoss()
+    d_loss = bce(torch.sigmoid(d(x_real)), torch.ones(B)) + bce(torch.sigmoid(d(x_fake)), torch.zeros(B))
+    g_loss = bce(torch.sigmoid(d(x_fake)), torch.ones(B))
+    return d_loss, g_loss
+''', True, True),
+    # ------------------------------------------------------------ non-saturating, wrong
+    Variant("minimax_as_nonsaturating", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = F.logsigmoid(-d_fake).mean()
+    return d_loss, g_loss
+''', True, False, "equals the minimax loss"),
+    Variant("d_sign_flipped", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = F.logsigmoid(d_real).mean() + F.logsigmoid(-d_fake).mean()
+    g_loss = -F.logsigmoid(d_fake).mean()
+    return d_loss, g_loss
+''', False, True, "sign is flipped"),
+    Variant("sum_instead_of_mean", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).sum() - F.logsigmoid(-d_fake).sum()
+    g_loss = -F.logsigmoid(d_fake).sum()
+    return d_loss, g_loss
+''', False, False, "sums over the batch"),
+    Variant("generator_gets_no_gradient", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    x_fake = g(z).detach()
+    d_real, d_fake = d(x_real), d(x_fake)
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = -F.logsigmoid(d_fake).mean()
+    return d_loss, g_loss
+''', True, False, "no gradient to the generator"),
+    Variant("half_concatenated_bce", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    logits = d(torch.cat([x_real, x_fake.detach()]))
+    labels = torch.cat([torch.ones(B), torch.zeros(B)])
+    d_loss = F.binary_cross_entropy_with_logits(logits, labels)
+    g_loss = -F.logsigmoid(d(x_fake)).mean()
+    return d_loss, g_loss
+''', False, True, "half the expected value"),
+    Variant("uniform_z", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.rand(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = -F.logsigmoid(d_fake).mean()
+    return d_loss, g_loss
+''', False, False, "torch.randn, not torch.rand"),
+    # ------------------------------------------------------------ minimax
+    Variant("minimax_log_one_minus_sigmoid", MM, '''
+def loss_minimax(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
+    g_loss = -F.softplus(d_fake).mean()
+    return d_loss, g_loss
+''', True, True),
+    Variant("nonsaturating_as_minimax", MM, '''
+def loss_minimax(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = -F.logsigmoid(d_fake).mean()
+    return d_loss, g_loss
+''', True, False, "equals the non-saturating loss"),
+    Variant("minimax_labels_swapped", MM, '''
+def loss_minimax(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(-d_real).mean() - F.logsigmoid(d_fake).mean()
+    g_loss = F.logsigmoid(-d_fake).mean()
+    return d_loss, g_loss
+''', False, True, "labels are swapped"),
+    # ------------------------------------------------------------ conditional
+    Variant("conditional_bce_detached", CN, '''
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device), y_real)
+    ones, zeros = torch.ones(B, device=device), torch.zeros(B, device=device)
+    d_loss = F.binary_cross_entropy_with_logits(d(x_real, y_real), ones) + \\
+        F.binary_cross_entropy_with_logits(d(x_fake.detach(), y_real), zeros)
+    g_loss = F.binary_cross_entropy_with_logits(d(x_fake, y_real), ones)
+    return d_loss, g_loss
+''', True, True),
+    Variant("conditional_wrong_fake_labels", CN, '''
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device), y_real)
+    y_wrong = (y_real + 1) % 10
+    d_real, d_fake = d(x_real, y_real), d(x_fake, y_wrong)
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = -F.logsigmoid(d_fake).mean()
+    return d_loss, g_loss
+''', False, False, "labels other than y_real"),
+    Variant("conditional_minimax_generator", CN, '''
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real, y_real), d(g(z, y_real), y_real)
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = F.logsigmoid(-d_fake).mean()
+    return d_loss, g_loss
+''', True, False, "equals the minimax loss"),
+    # ------------------------------------------------------------ WGAN-GP, correct
+    Variant("wgan_other_side_alpha_flat", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, device=device).view(-1, 1, 1, 1)
+    x_hat = (alpha * x_real + (1 - alpha) * x_fake.detach()).requires_grad_(True)
+    d_hat = d(x_hat)
+    grad = torch.autograd.grad(outputs=d_hat, inputs=x_hat, grad_outputs=torch.ones_like(d_hat),
+                               create_graph=True, retain_graph=True)[0]
+    gp = ((grad.pow(2).sum(dim=[1, 2, 3]).sqrt() - 1) ** 2).mean()
+    d_loss = d(x_fake.detach()).mean() - d(x_real).mean() + 10.0 * gp
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', True, True),
+    Variant("wgan_second_z_for_generator", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device)).detach()
+    eps = torch.rand(B, 1, 1, 1, device=device).expand_as(x_real)
+    x_r = x_real + eps * (x_fake - x_real)
+    x_r.requires_grad_()
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.view(B, -1).norm(2, dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(g(torch.randn(B, g.dim_z, device=device))).mean()
+    return d_loss, g_loss
+''', True, True),
+    # ------------------------------------------------------------ WGAN-GP, wrong
+    Variant("wgan_no_create_graph", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_r = (alpha * x_fake + (1 - alpha) * x_real).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "create_graph=True"),
+    Variant("wgan_penalty_at_real_points", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    x_r = x_real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "real or fake images"),
+    Variant("wgan_per_pixel_alpha", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand_like(x_real)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "differ from pixel to pixel"),
+    Variant("wgan_squared_norm", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).pow(2).sum(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "squared norm"),
+    Variant("wgan_batch_wide_norm", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = (grad.norm() - 1) ** 2
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "whole batch"),
+    Variant("wgan_lambda_one", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 1 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "lambda = 1"),
+    Variant("wgan_sigmoid_on_critic", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    critic = lambda x: torch.sigmoid(d(x))
+    (grad,) = torch.autograd.grad(critic(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = critic(x_fake).mean() - critic(x_real).mean() + 10 * penalty
+    g_loss = -critic(x_fake).mean()
+    return d_loss, g_loss
+''', False, False, "sigmoid"),
+    Variant("wgan_generator_sign_flipped", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = d(x_fake).mean()
+    return d_loss, g_loss
+''', True, False, "sign is flipped"),
+]
+
+
+def batches(variants=VARIANTS) -> list[list[Variant]]:
+    """Group variants so that each batch changes each function at most once."""
+    out: list[list[Variant]] = []
+    for v in variants:
+        for batch in out:
+            if all(b.function != v.function for b in batch):
+                batch.append(v)
+                break
+        else:
+            out.append([v])
+    return out
+
+
+def apply(reference_source: str, batch: list[Variant]) -> str:
+    """The reference gan.py with each variant's function replacing the original definition."""
+    src = reference_source
+    for v in batch:
+        start = src.index(f"\ndef {v.function}(")
+        nxt = src.find("\ndef ", start + 1)
+        end = len(src) if nxt == -1 else nxt
+        src = src[:start] + "\n" + v.source.strip("\n") + "\n\n" + src[end:]
+    return src
