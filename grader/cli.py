@@ -121,7 +121,7 @@ def run_demo(*, out: Path | None = None) -> list[GradeResult]:
         print(f"\n== {name}: grading {len(subs)} example submissions ==", file=sys.stderr)
         results = run_grade(assignment=a, submissions=subs, out=out / name, jobs=1)
         print(f"\n{name} ({a.title})")
-        print(report.table(results))
+        print(report.table(results, details=True))
         all_results += results
     print(f"\nReports (results.json, feedback.md, grades.csv) are in {out}")
     return all_results

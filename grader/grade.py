@@ -16,7 +16,7 @@ from . import checks
 from .config import Assignment
 from .paths import REPO_ROOT
 from .sandbox import Limits, ProbeOutcome, run_probes
-from .submission import Submission, SubmissionError, load_submission
+from .submission import Submission, SubmissionError, load_submission, submission_name
 
 FAILED_PROBE = {
     "error": "{msg}",
@@ -105,7 +105,7 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
         sub = load_submission(path, assignment.required_files, assignment.optional_files)
     except SubmissionError as err:
         tests = _all_failed(assignment, f"the submission could not be read: {err}", public_only)
-        return GradeResult(assignment.name, name or Path(path).name, "", tests, "invalid",
+        return GradeResult(assignment.name, name or submission_name(path), "", tests, "invalid",
                            time.monotonic() - start, problems=[str(err)])
     try:
         if sub.problems:
@@ -129,25 +129,26 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
 
 def _selected(assignment: Assignment, public_only: bool):
     """(number, part, test, check function) for every test that runs in this mode."""
-    for i, part in enumerate(assignment.parts, 1):
+    for part in assignment.parts:
         for j, test in enumerate(part.tests, 1):
             if public_only and not test.public:
                 continue
             fn = checks.get(test.check)
             if fn is None and public_only:
                 continue
-            yield f"{i}.{j}", part, test, fn
+            yield f"{part.name}.{j}", part, test, fn
 
 
 def _all_failed(assignment: Assignment, message: str, public_only: bool) -> list[TestResult]:
-    tests = [TestResult(f"{part.name} {part.function}: {test.name}", num, [part.function], 0.0,
+    tests = [TestResult(f"{part.function}: {test.name}", num, [part.function], 0.0,
                         test.points, False, message, test.visibility)
              for num, part, test, _ in _selected(assignment, public_only)]
     return tests + ([] if public_only else _manual(assignment))
 
 
 def _manual(assignment: Assignment) -> list[TestResult]:
-    return [TestResult(f"{m.name} (graded by course staff)", f"M{i}", ["manual"], 0.0, 0.0, True,
+    return [TestResult(f"{m.name} (graded by course staff)", m.name.split()[0] if m.name[:1].isdigit() else f"M{i}",
+                       ["manual"], 0.0, 0.0, True,
                        f"Graded by hand: {m.points:g} points. {m.description}".strip(), "visible",
                        manual=True, manual_points=m.points)
             for i, m in enumerate(assignment.manual, 1)]
@@ -159,7 +160,7 @@ def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
     contexts: dict[str, checks.CheckContext] = {}
     for num, part, test, fn in _selected(assignment, public_only):
         outcome = outcomes[part.function]
-        title = f"{part.name} {part.function}: {test.name}"
+        title = f"{part.function}: {test.name}"
         if outcome.status != "ok":
             msg = FAILED_PROBE[outcome.status].format(msg=outcome.message)
             if outcome.log_tail.strip():

@@ -23,7 +23,7 @@ class ReferenceMissing(RuntimeError):
     """The reference solutions are not installed (a student bundle): hidden checks cannot run."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(relpath: str, root: Path = SOLUTIONS_DIR) -> ModuleType:
     """Import ``solutions/<relpath>`` under a private module name."""
     path = root / relpath

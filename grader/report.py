@@ -105,8 +105,12 @@ def grades_csv(results: list[GradeResult], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def table(results: list[GradeResult]) -> str:
-    """A plain-text summary table: one line per submission, failed tests named."""
+def table(results: list[GradeResult], details: bool = False) -> str:
+    """A plain-text summary table: one line per submission, failed functions named.
+
+    With ``details``, each failed function is followed by the first line of its
+    likely-mistake message (or of its failure message).
+    """
     width = max([len(r.submission) for r in results] + [10])
     lines = [f"{'submission':<{width}}  {'score':>11}  {'status':<8}  failed tests"]
     for r in results:
@@ -114,4 +118,18 @@ def table(results: list[GradeResult]) -> str:
         failed = list(dict.fromkeys(failed))
         lines.append(f"{r.submission:<{width}}  {r.score:>5g} / {r.max_score:<3g}  {r.status:<8}  "
                      + (", ".join(failed) if failed else "-"))
+        if details:
+            for fn in failed:
+                outputs = [t.output for t in r.tests if t.name.startswith(fn + ":") and not t.passed]
+                lines.append(f"{'':<{width}}    {fn}: {_gist(outputs)}")
     return "\n".join(lines)
+
+
+def _gist(outputs: list[str]) -> str:
+    """The most telling line of a function's failure messages, shortened for a table."""
+    text = "\n".join(outputs)
+    for line in text.splitlines():
+        if line.startswith("Likely mistake: "):
+            return line.removeprefix("Likely mistake: ")[:110]
+    first = text.strip().splitlines()[0] if text.strip() else "failed"
+    return first[:110]

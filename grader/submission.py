@@ -104,6 +104,12 @@ def _locate(root: Path, relpath: str) -> Path | None:
     return None
 
 
+def submission_name(path: Path) -> str:
+    """The name a submission is reported under: its file or folder name without .zip."""
+    path = Path(path)
+    return path.name[:-4] if path.suffix.lower() == ".zip" else path.name
+
+
 def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:
     """Normalise a zip, folder or single file into a private folder holding the required files.
 
@@ -151,8 +157,7 @@ def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple
         digest = hashlib.sha256()
         for f in _walk_files(files):
             digest.update(str(f.relative_to(files)).encode() + b"\0" + f.read_bytes())
-        name = path.name[:-4] if path.suffix.lower() == ".zip" else path.name
-        return Submission(name=name, files_dir=files, sha256=digest.hexdigest(), problems=problems, _tmp=tmp)
+        return Submission(name=submission_name(path), files_dir=files, sha256=digest.hexdigest(), problems=problems, _tmp=tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

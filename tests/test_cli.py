@@ -1,0 +1,70 @@
+"""The grader command: grading always writes results.json and exits 0; usage errors exit 2."""
+import json
+import subprocess
+import sys
+
+import pytest
+from grader.cli import main
+
+from conftest import REFERENCE_GAN, write_gan
+
+
+def grader(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "grader", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_grade_folder_of_submissions(tmp_path):
+    subs = tmp_path / "subs"
+    write_gan(subs / "alice", REFERENCE_GAN)
+    write_gan(subs / "bob", "def broken(:\n")                          # syntax error
+    write_gan(subs / "carol", REFERENCE_GAN.replace("def loss_minimax(", "def loss_minmax("))  # misnamed
+    (subs / "dave.zip").write_bytes(b"not a zip at all")                # corrupt zip
+    out = tmp_path / "out"
+    proc = grader("grade", "--assignment", "gan", "--out", out, "--jobs", "2", subs)
+    assert proc.returncode == 0, proc.stderr
+    results = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
+    assert set(results) == {"alice", "bob", "carol", "dave"}
+    assert results["alice"]["score"] == 45
+    assert results["bob"]["score"] == 0
+    assert all("SyntaxError" in t["output"] for t in results["bob"]["tests"] if "manual" not in t["tags"])
+    assert results["carol"]["score"] == 35
+    minimax = [t for t in results["carol"]["tests"] if t["tags"] == ["loss_minimax"]]
+    assert all("defines no function named 'loss_minimax'" in t["output"] for t in minimax)
+    assert results["dave"]["score"] == 0 and "not a readable zip" in results["dave"]["output"]
+    for r in results.values():
+        assert all(t["tags"] for t in r["tests"])
+        assert {"score", "execution_time", "output", "tests"} <= set(r)
+        for t in r["tests"]:
+            assert {"name", "score", "max_score", "status", "output", "visibility", "tags"} <= set(t)
+    rows = (out / "grades.csv").read_text().splitlines()
+    assert rows[0].startswith("submission,") and rows[0].endswith(",total,max,status")
+    assert len(rows) == 5
+    assert any(r.startswith("dave,") and r.endswith(",invalid") for r in rows)
+    assert (out / "alice" / "feedback.md").is_file()
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["grade", "--assignment", "nope", str(tmp_path)]) == 2
+    assert "unknown assignment 'nope'" in capsys.readouterr().err
+    assert main(["grade", "--assignment", "gan", str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["grade"])
+    assert exc.value.code == 2
+
+
+def test_check_in_starter_folder_guesses_the_assignment(tmp_path):
+    from grader.paths import STARTER_DIR
+
+    proc = grader("check", cwd=STARTER_DIR)
+    assert proc.returncode == 0, proc.stderr
+    assert "grader check: gan" in proc.stdout
+    assert "not implemented" in proc.stdout
+    assert "0/12 public checks passed" in proc.stdout
+
+
+def test_demo_runs_offline_and_prints_a_table(tmp_path):
+    proc = grader("demo", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "submission" in proc.stdout and "score" in proc.stdout
+    assert (tmp_path / "gan" / "grades.csv").is_file()

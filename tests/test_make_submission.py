@@ -1,0 +1,56 @@
+"""make_submission.sh: refuses incomplete work with a message, packages complete work."""
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+from grader.paths import STARTER_DIR
+
+
+@pytest.fixture
+def hw(tmp_path):
+    folder = tmp_path / "hw"
+    shutil.copytree(STARTER_DIR, folder)
+    return folder
+
+
+def run(folder):
+    return subprocess.run(["bash", "make_submission.sh"], cwd=folder, capture_output=True, text=True, timeout=60)
+
+
+def test_missing_gan_py_fails_with_message(hw):
+    (hw / "codebase" / "gan.py").unlink()
+    proc = run(hw)
+    assert proc.returncode != 0
+    assert "codebase/gan.py is missing" in proc.stderr
+    assert not (hw / "submission.zip").exists()
+
+
+def test_syntax_error_fails_with_line(hw):
+    (hw / "codebase" / "gan.py").write_text("def f(:\n    pass\n")
+    proc = run(hw)
+    assert proc.returncode != 0
+    assert "does not parse: line 1" in proc.stderr
+
+
+def test_packages_gan_py_and_latest_grid_of_each_run(hw):
+    for folder, steps in (("out_nonsaturating", (50, 100, 937)), ("out_wasserstein_gp", (50,))):
+        (hw / folder).mkdir()
+        for s in steps:
+            (hw / folder / f"fake_{s:04d}.png").write_bytes(b"png")
+        (hw / folder / "learning_curve.png").write_bytes(b"png")
+    proc = run(hw)
+    assert proc.returncode == 0, proc.stderr
+    names = set(zipfile.ZipFile(hw / "submission.zip").namelist())
+    assert names == {"codebase/gan.py", "out_nonsaturating/fake_0937.png", "out_nonsaturating/learning_curve.png",
+                     "out_wasserstein_gp/fake_0050.png", "out_wasserstein_gp/learning_curve.png"}
+    assert "no samples from out_nonsaturating_conditional" in proc.stderr  # warned, not refused
+
+
+def test_submission_zip_grades(hw, gan_assignment):
+    from grader.grade import grade
+
+    assert run(hw).returncode == 0
+    result = grade(gan_assignment, hw / "submission.zip")
+    assert result.status == "ok" and result.score == 0
+    assert all("not implemented" in t.output for t in result.tests if not t.manual)

@@ -1,0 +1,131 @@
+"""Hostile or broken student code costs only its own part; the worker cannot see the repository."""
+import os
+import time
+
+import pytest
+from grader.grade import grade
+from grader.paths import REPO_ROOT
+from grader.sandbox import Limits, bwrap_path
+
+from conftest import REFERENCE_GAN, by_function, write_gan
+
+FAST = Limits(timeout_s=3.0)
+
+
+def replace_function(src: str, name: str, new: str) -> str:
+    start = src.index(f"\ndef {name}(")
+    end = src.find("\ndef ", start + 1)
+    return src[:start] + "\n" + new.strip("\n") + "\n\n" + (src[end:] if end != -1 else "")
+
+
+def scores(result):
+    return {fn: sum(1 for ok, _ in tests.values() if ok) for fn, tests in by_function(result).items()}
+
+
+def test_sys_exit_at_import_fails_every_part_with_a_message(gan_assignment, tmp_path):
+    sub = write_gan(tmp_path / "s", "import sys\nsys.exit(0)\n" + REFERENCE_GAN)
+    r = grade(gan_assignment, sub, limits=FAST)
+    assert r.score == 0
+    assert all("sys.exit(0)" in t.output for t in r.tests if not t.manual)
+
+
+@pytest.mark.parametrize("body,says", [
+    ("    import os\n    os._exit(3)\n", "exited with status 3"),
+    ("    while True:\n        pass\n", "timed out"),
+    ("    raise SystemExit('bye')\n", "sys.exit('bye')"),
+    ("    return 1.0, 2.0\n", "must be a torch.Tensor"),
+    ("    import torch\n    x = torch.empty(10**12)\n", "memory"),
+])
+def test_one_bad_function_costs_only_its_part(gan_assignment, tmp_path, body, says):
+    src = replace_function(REFERENCE_GAN, "loss_minimax",
+                           "def loss_minimax(g, d, x_real, *, device):\n" + body)
+    r = grade(gan_assignment, write_gan(tmp_path / "s", src), limits=FAST)
+    assert r.score == 35  # everything but loss_minimax's 10 points
+    minimax = [t for t in r.tests if t.tags == ["loss_minimax"]]
+    assert all(says in t.output for t in minimax), minimax[0].output
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap not available")
+def test_worker_cannot_read_the_solutions_or_reach_the_network(gan_assignment, tmp_path):
+    target = REPO_ROOT / "solutions" / "codebase" / "gan.py"
+    probe = f'''
+def loss_minimax(g, d, x_real, *, device):
+    import socket
+    for path in ({str(target)!r}, "/proc/1/root{target}"):
+        try:
+            open(path).read()
+            raise RuntimeError("READ " + path)
+        except (FileNotFoundError, PermissionError):
+            pass
+    try:
+        socket.create_connection(("127.0.0.1", 22), timeout=1)
+        raise RuntimeError("NETWORK")
+    except OSError:
+        pass
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    return -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean(), F.logsigmoid(-d_fake).mean()
+'''
+    r = grade(gan_assignment, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", probe)))
+    minimax = [t for t in r.tests if t.tags == ["loss_minimax"]]
+    assert all(t.passed for t in minimax), [t.output for t in minimax]
+
+
+def _sleepers(token: str) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if token.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.parametrize("use_bwrap", [True, False], ids=["bwrap", "no-bwrap"])
+def test_forged_results_and_detached_children_do_not_survive(gan_assignment, tmp_path, monkeypatch, use_bwrap):
+    from grader import sandbox
+
+    if use_bwrap and sandbox.bwrap_path() is None:
+        pytest.skip("bubblewrap not available")
+    if not use_bwrap:
+        monkeypatch.setenv("DGM_NO_BWRAP", "1")
+        sandbox.bwrap_path.cache_clear()
+    token = f"{time.time_ns() % 10**6}.25"   # an unusual sleep length names our sleeper
+    out = tmp_path / "out"
+    forge = f'''
+def loss_minimax(g, d, x_real, *, device):
+    import os, subprocess
+    for p in ({str(out / "s" / "results.json")!r}, "results.json", "/tmp/results.json"):
+        try:
+            os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+            open(p, "w").write('{{"score": 1000}}')
+        except OSError:
+            pass
+    subprocess.Popen(["sleep", "{token}"], start_new_session=True)
+    raise RuntimeError("gave up")
+'''
+    from grader.cli import run_grade
+
+    sub = write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", forge))
+    try:
+        [r] = run_grade(assignment=gan_assignment, submissions=[sub], out=out, quiet=True)
+    finally:
+        sandbox.bwrap_path.cache_clear()
+    assert r.score == 35
+    import json
+    assert json.loads((out / "s" / "results.json").read_text())["score"] == 35
+    assert "gave up" in [t for t in r.tests if t.tags == ["loss_minimax"]][0].output
+    assert _sleepers(token) == [], "a detached child outlived the worker"
+
+
+def test_grading_twice_gives_the_same_results(gan_assignment, tmp_path):
+    from grader.report import results_json
+
+    sub = write_gan(tmp_path / "s", REFERENCE_GAN)
+    a, b = (results_json(grade(gan_assignment, sub)) for _ in range(2))
+    for r in (a, b):
+        r.pop("execution_time")
+    assert a == b
+    assert os.listdir(tmp_path / "s") == ["codebase"]  # the submission folder was not touched

@@ -1,0 +1,40 @@
+"""starter/ is exactly what the generator makes from solutions/, and holds no solution text."""
+import pytest
+from grader import starter
+from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+
+
+def test_starter_is_in_sync_with_solutions():
+    assert starter.stale() == [], "starter/ is stale: run python -m grader.starter"
+
+
+def test_no_solution_line_reaches_the_starter():
+    for path in SOLUTIONS_DIR.rglob("*.py"):
+        text = path.read_text()
+        starter_text = (STARTER_DIR / path.relative_to(SOLUTIONS_DIR)).read_text()
+        assert "BEGIN SOLUTION" not in starter_text and "END SOLUTION" not in starter_text
+        inside = False
+        for line in text.splitlines():
+            if "# BEGIN SOLUTION" in line:
+                inside = True
+            elif "# END SOLUTION" in line:
+                inside = False
+            elif inside and line.strip() and not line.strip().startswith("#"):
+                code_lines = [s.strip() for s in starter_text.splitlines()]
+                assert line.strip() not in code_lines, f"{path.name}: solution line in starter: {line}"
+
+
+def test_block_becomes_todo_with_marker_text():
+    src = "def f(x):\n    # BEGIN SOLUTION: return twice x\n    # as a tensor\n    y = 2 * x\n    # END SOLUTION\n    return y\n"
+    assert starter.strip_solutions(src, "t.py") == (
+        "def f(x):\n    # TODO: return twice x\n    # as a tensor\n    raise NotImplementedError\n    return y\n")
+
+
+@pytest.mark.parametrize("src,msg", [
+    ("# BEGIN SOLUTION\nx = 1\n", "without END"),
+    ("x = 1\n# END SOLUTION\n", "without BEGIN"),
+    ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "nested"),
+])
+def test_unbalanced_markers_are_errors(src, msg):
+    with pytest.raises(starter.MarkerError, match=msg):
+        starter.strip_solutions(src, "t.py")
