@@ -33,6 +33,7 @@ def train_step_seconds(steps: int = 20) -> float:
     """Seconds per step of the real run_gan.py loop (course networks, batch 64, CPU)."""
     sys.path.insert(0, str(REPO / "solutions"))
     import torch
+
     from codebase import gan, utils
     from codebase.network import Discriminator, Generator
 

@@ -7,6 +7,7 @@ status: 0 when grading completed (whatever the scores), 2 for a usage error,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -125,6 +126,18 @@ def run_demo(*, out: Path | None = None) -> list[GradeResult]:
         all_results += results
     print(f"\nReports (results.json, feedback.md, grades.csv) are in {out}")
     return all_results
+
+
+def entry() -> None:
+    """Console-script entry: run main, then exit without torch's slow interpreter teardown.
+
+    Every report has been written atomically and closed by then; skipping the
+    teardown saves about 0.6 s per command, which students feel on `grader check`.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

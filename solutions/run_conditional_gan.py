@@ -10,9 +10,10 @@ import argparse
 import os
 
 import torch
+from tqdm import tqdm
+
 from codebase import gan, utils
 from codebase.network import ConditionalDiscriminator, ConditionalGenerator
-from tqdm import tqdm
 
 
 def main() -> None:

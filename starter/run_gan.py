@@ -9,9 +9,10 @@ import argparse
 import os
 
 import torch
+from tqdm import tqdm
+
 from codebase import gan, utils
 from codebase.network import Discriminator, Generator
-from tqdm import tqdm
 
 LOSSES = {
     "nonsaturating": gan.loss_nonsaturating,

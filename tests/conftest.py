@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+
 from grader.config import load_assignment
 from grader.grade import GradeResult, grade
 from grader.paths import REPO_ROOT

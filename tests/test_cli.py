@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import pytest
-from grader.cli import main
 
 from conftest import REFERENCE_GAN, write_gan
+from grader.cli import main
 
 
 def grader(*args, cwd=None):

@@ -1,5 +1,6 @@
 """assignment.yaml validation and point totals."""
 import pytest
+
 from grader.config import ConfigError, load_assignment, parse_assignment
 
 MINIMAL = {"name": "x", "title": "t", "module": "m.py", "required_files": ["m.py"],

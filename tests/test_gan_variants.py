@@ -1,9 +1,9 @@
 """Every variant in the catalogue is graded as intended, and only its own function loses points."""
 import pytest
-from grader.grade import grade
 
 from conftest import REFERENCE_GAN, by_function, write_gan
 from gan_variants import VARIANTS, apply, batches
+from grader.grade import grade
 
 BATCHES = batches()
 

@@ -4,6 +4,7 @@ import subprocess
 import zipfile
 
 import pytest
+
 from grader.paths import STARTER_DIR
 
 

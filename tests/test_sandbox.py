@@ -3,11 +3,11 @@ import os
 import time
 
 import pytest
+
+from conftest import REFERENCE_GAN, by_function, write_gan
 from grader.grade import grade
 from grader.paths import REPO_ROOT
 from grader.sandbox import Limits, bwrap_path
-
-from conftest import REFERENCE_GAN, by_function, write_gan
 
 FAST = Limits(timeout_s=3.0)
 

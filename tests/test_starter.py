@@ -1,5 +1,6 @@
 """starter/ is exactly what the generator makes from solutions/, and holds no solution text."""
 import pytest
+
 from grader import starter
 from grader.paths import SOLUTIONS_DIR, STARTER_DIR
 

@@ -4,6 +4,7 @@ import stat
 import zipfile
 
 import pytest
+
 from grader.submission import SubmissionError, load_submission
 
 REQ = ("codebase/gan.py",)

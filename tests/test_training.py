@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-from grader.paths import SOLUTIONS_DIR
 
+from grader.paths import SOLUTIONS_DIR
 from idx import write_idx
 
 sys.path.insert(0, str(SOLUTIONS_DIR))
