@@ -197,6 +197,18 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
     g_loss = -d(g(torch.randn(B, g.dim_z, device=device))).mean()
     return d_loss, g_loss
 ''', True, True),
+    Variant("wgan_one_concatenated_critic_call", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_hat = alpha * x_fake + (1 - alpha) * x_real
+    scores = d(torch.cat([x_real, x_fake, x_hat]))
+    s_real, s_fake, s_hat = scores[:B], scores[B:2 * B], scores[2 * B:]
+    grad = torch.autograd.grad(s_hat.sum(), x_hat, create_graph=True)[0]
+    gp = torch.mean((torch.sqrt(torch.sum(grad ** 2, dim=(1, 2, 3))) - 1) ** 2)
+    return s_fake.mean() - s_real.mean() + 10 * gp, -s_fake.mean()
+''', True, True),
     # ------------------------------------------------------------ WGAN-GP, wrong
     Variant("wgan_no_create_graph", WG, '''
 def loss_wasserstein_gp(g, d, x_real, *, device):

@@ -65,6 +65,16 @@ def fakes(ctx: CheckContext) -> list[np.ndarray]:
     return ctx.cache["fakes"]
 
 
+def _chunks(d_calls: list[tuple[np.ndarray, ...]], shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Image batches that reached d, split into batches of B (a student may call d on a concatenation)."""
+    out = []
+    for call in d_calls:
+        x = call[0]
+        if x.ndim == len(shape) and x.shape[1:] == shape[1:] and x.shape[0] % shape[0] == 0:
+            out += [x[i:i + shape[0]] for i in range(0, x.shape[0], shape[0])]
+    return out
+
+
 @dataclass
 class Interpolation:
     """Where the gradient penalty was evaluated: x_real + alpha * (G(z_k) - x_real)."""
@@ -87,10 +97,7 @@ def find_interpolation(ctx: CheckContext) -> Interpolation:
         "themselves?): it must be evaluated at x_hat = alpha * x_fake + (1 - alpha) * x_real, "
         "with alpha ~ U[0, 1] per example"))
     per_pixel = False
-    for call in read_draws(ctx.outcome.arrays).d_calls:
-        x = call[0]
-        if x.shape != x_real.shape:
-            continue
+    for x in _chunks(read_draws(ctx.outcome.arrays).d_calls, x_real.shape):
         flat = x.reshape(nets.BATCH, -1)
         if np.allclose(flat, flat_real, atol=1e-6) or any(np.allclose(flat, f, atol=1e-5) for _, f in candidates):
             continue
