@@ -158,6 +158,7 @@ def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
                 public_only: bool) -> tuple[list[TestResult], list[str]]:
     tests, errors = [], []
     contexts: dict[str, checks.CheckContext] = {}
+    invalid: dict[str, str | None] = {}
     for num, part, test, fn in _selected(assignment, public_only):
         outcome = outcomes[part.function]
         title = f"{part.function}: {test.name}"
@@ -173,8 +174,13 @@ def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
                                     "Autograder error: this check is not available; course staff have been told.",
                                     test.visibility))
             continue
-        ctx = contexts.setdefault(part.function, checks.CheckContext(
-            assignment, part, outcome, {"function": part.function, "seed": assignment.seed, **(part.args or {})}))
+        probe_args = {"function": part.function, "seed": assignment.seed, **(part.args or {})}
+        problem = invalid.setdefault(part.function, checks.validate(part.probe, outcome.arrays, probe_args))
+        if problem:
+            tests.append(TestResult(title, num, [part.function], 0.0, test.points, False,
+                                    f"the code returned malformed results ({problem})", test.visibility))
+            continue
+        ctx = contexts.setdefault(part.function, checks.CheckContext(assignment, part, outcome, probe_args))
         try:
             res = fn(ctx)
         except Exception:  # noqa: BLE001 - a grader fault must not cost the other tests

@@ -17,6 +17,7 @@ import functools
 import io
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +88,11 @@ def bwrap_path() -> str | None:
     return exe if probe.returncode == 0 else None
 
 
+def fork_mode() -> bool:
+    """Fork one child per probe (Linux); elsewhere forking after importing torch is unsafe."""
+    return sys.platform.startswith("linux") and not os.environ.get("DGM_NO_FORK")
+
+
 def _python_paths(repo_root: Path) -> list[str]:
     """Folders the interpreter needs (prefixes and sys.path), minus the repository."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
@@ -115,11 +122,11 @@ def _bootstrap(worker_parent: str, worker_name: str, sys_paths: list[str], drop:
     return (
         "import os, sys\n"
         f"if {drop!r} and os.getuid() == 0:\n"
-        f"    os.chown(sys.argv[3], {NOBODY}, {NOBODY})\n"
+        f"    os.chown(sys.argv[2], {NOBODY}, {NOBODY})\n"
         f"    os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
         f"sys.path[:0] = [{worker_parent!r}] + [p for p in {sys_paths!r} if p not in sys.path]\n"
         f"from {worker_name}.main import main\n"
-        "main(sys.argv[1], int(sys.argv[2]))\n"
+        "main(sys.argv[1])\n"
     )
 
 
@@ -135,13 +142,18 @@ def _parent_dirs(dests: list[str]) -> list[str]:
     return args
 
 
-def _command(sub_dir: Path, scratch: Path, request: dict, result_fd: int,
+def _command(sub_dir: Path, scratch: Path, request: dict,
              repo_root: Path) -> tuple[list[str], dict, list[str]]:
     """The worker command line, the request as seen inside, and the layers it provides."""
     py = os.path.realpath(sys.executable)
-    layers = ["separate process", "resource limits", "per-probe timeout"]
+    layers = ["separate process", "per-probe timeout"]
+    if os.name == "posix":
+        layers.append("resource limits")
+    layers.append("one forked process per graded function" if fork_mode()
+                  else "graded functions run one after another (restarted after a crash)")
     bwrap = bwrap_path() if sys.platform.startswith("linux") else None
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    request = dict(request, fork=fork_mode())
     sys_paths = _python_paths(repo_root)
     if bwrap:
         inside = dict(request, module_root="/submission", scratch="/scratch")
@@ -164,7 +176,7 @@ def _command(sub_dir: Path, scratch: Path, request: dict, result_fd: int,
         drop = is_root
         cmd += ["--", py, "-E", "-s", "-c",
                 _bootstrap("/opt/dgm", "dgm_worker", sys_paths, drop),
-                json.dumps(inside), str(result_fd), "/scratch"]
+                json.dumps(inside), "/scratch"]
         layers += ["bubblewrap: private file system view (repository and other submissions hidden)",
                    "no network", "PID namespace (all descendants killed)"]
         if drop:
@@ -178,7 +190,9 @@ def _command(sub_dir: Path, scratch: Path, request: dict, result_fd: int,
         layers.append("runs as unprivileged user nobody")
     cmd = [py, "-E", "-s", "-c",
            _bootstrap(str(WORKER_PKG.parent.parent), "grader.worker", sys_paths, drop),
-           json.dumps(inside), str(result_fd), str(scratch)]
+           json.dumps(inside), str(scratch)]
+    if sys.platform.startswith("linux"):
+        layers.append("orphaned descendants killed (subreaper)")
     layers.append("no bubblewrap: the file system and network are NOT isolated")
     return cmd, inside, layers
 
@@ -186,26 +200,25 @@ def _command(sub_dir: Path, scratch: Path, request: dict, result_fd: int,
 # --------------------------------------------------------------------------- results
 
 
-def _read_frames(fd: int, cap: int, frames: list, done: threading.Event) -> None:
-    """Read DGM1 frames from the worker until EOF (runs in a thread)."""
-    buf = b""
+def _read_frames(stream, cap: int, frames: queue.Queue) -> None:
+    """Parse DGM1 frames from the worker's stdout into ``frames``; None marks the end (a thread)."""
+    buf, total = b"", 0
     try:
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                buf += chunk
-                if len(buf) > cap:
-                    break
-                while True:
-                    parsed = _parse_frame(buf)
-                    if parsed is None:
-                        break
-                    header, payload, buf = parsed
-                    frames.append((header, payload))
+        while True:
+            chunk = stream.read1(1 << 20) if hasattr(stream, "read1") else stream.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > cap:
+                break
+            buf += chunk
+            while (parsed := _parse_frame(buf)) is not None:
+                header, payload, buf = parsed
+                frames.put((header, payload))
+    except (ValueError, RecursionError, OSError):
+        pass  # a malformed stream ends the reading; the probes left are reported missing
     finally:
-        done.set()
+        frames.put(None)
 
 
 def _parse_frame(buf: bytes) -> tuple[dict, bytes, bytes] | None:
@@ -228,6 +241,9 @@ def decode_arrays(payload: bytes, max_elements: int = 8_000_000) -> dict[str, np
     """Untrusted npz bytes -> dict of float64 arrays; no pickles, no objects, size-capped."""
     out: dict[str, np.ndarray] = {}
     total = 0
+    with zipfile.ZipFile(io.BytesIO(payload)) as zf:  # refuse a compressed bomb before unpacking
+        if sum(i.file_size for i in zf.infolist()) > max_elements * 8 + (1 << 20):
+            raise ValueError("the returned arrays are too large")
     with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
         for key in npz.files:
             arr = npz[key]
@@ -262,11 +278,156 @@ def _outcome(header: object, payload: bytes) -> ProbeOutcome | None:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the worker and its process group, reap it, then sweep orphans (Linux without bwrap)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError, AttributeError):
         proc.kill()
     proc.wait()
+    with _ACTIVE_LOCK:
+        _ACTIVE.discard(proc.pid)
+        if _SUBREAPER[0]:
+            _sweep_orphans()
+
+
+_ACTIVE: set[int] = set()           # worker processes running now (batch grading uses threads)
+_ACTIVE_LOCK = threading.Lock()
+_SUBREAPER = [False]
+
+
+def _become_subreaper() -> None:
+    """Make orphaned descendants of our workers our children, so that they can be killed."""
+    if _SUBREAPER[0] or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0:  # PR_SET_CHILD_SUBREAPER
+            _SUBREAPER[0] = True
+    except (OSError, AttributeError):
+        pass
+
+
+def _sweep_orphans() -> None:
+    """Kill and reap every child of ours that is not a running worker (orphans reparented to us)."""
+    for _ in range(20):
+        orphans = []
+        try:
+            for task in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{task}/children") as f:
+                    orphans += [int(p) for p in f.read().split() if int(p) not in _ACTIVE]
+        except OSError:
+            return
+        orphans = [p for p in orphans if _is_orphan(p)]
+        if not orphans:
+            return
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _is_orphan(pid: int) -> bool:
+    """True for processes carrying our worker marker in their environment (never other children)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return b"DGM_WORKER=1" in f.read()
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- one worker run
+
+
+def _run_worker(sub_dir: Path, scratch: Path, module: str, probes: list[dict], repo_root: Path,
+                limits: Limits, outcomes: dict[str, ProbeOutcome]) -> tuple[list[str], bool]:
+    """Start one worker for ``probes``, collect its frames into ``outcomes``.
+
+    Returns the isolation layers and whether another worker should be started
+    for the probes left (after a crash or timeout in no-fork mode).
+    """
+    request = {"module": module, "probes": probes, "timeout_s": limits.timeout_s,
+               "memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb, "nproc": limits.nproc,
+               "max_output_bytes": limits.max_output_bytes}
+    cmd, _inside, layers = _command(sub_dir, scratch, request, repo_root)
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(scratch), "DGM_WORKER": "1"}
+    if os.name == "nt":  # pragma: no cover - Windows needs its system variables to start Python
+        env = {**os.environ, **{k: v for k, v in env.items() if k != "PATH"}}
+    if bwrap_path() is None:
+        _become_subreaper()
+    with _ACTIVE_LOCK:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=scratch, env=env,
+                                start_new_session=os.name == "posix")
+        _ACTIVE.add(proc.pid)
+    frames: queue.Queue = queue.Queue()
+    cap = limits.max_output_bytes * len(probes) + (1 << 20)
+    threading.Thread(target=_read_frames, args=(proc.stdout, cap, frames), daemon=True).start()
+    stderr_box: list[bytes] = []
+    threading.Thread(target=lambda: stderr_box.append(proc.stderr.read(1 << 16)), daemon=True).start()
+
+    ready, pending = False, [p["id"] for p in probes]
+    # fork mode: the worker parent times each probe, we only back it up; no-fork: we time them
+    slack = 5.0 if fork_mode() else 0.5
+    deadline = time.monotonic() + limits.startup_s
+    failure = None
+    exited_at = None
+    while pending:
+        now = time.monotonic()
+        if now >= deadline:
+            failure = "timeout"
+            break
+        try:
+            item = frames.get(timeout=min(0.1, deadline - now))
+        except queue.Empty:
+            # the worker may be gone while a descendant still holds its stdout open
+            if proc.poll() is not None:
+                exited_at = exited_at or now
+                if now - exited_at > 0.5:
+                    failure = "crashed"
+                    break
+            continue
+        if item is None:
+            failure = "crashed"
+            break
+        header, payload = item
+        if not ready:
+            ready = isinstance(header, dict) and header.get("ready") is True
+            deadline = time.monotonic() + limits.timeout_s + slack
+            continue
+        out = _outcome(header, payload)
+        if out is not None and out.probe in pending:
+            outcomes[out.probe] = out
+            pending.remove(out.probe)
+            deadline = time.monotonic() + limits.timeout_s + slack
+    _kill_group(proc)  # nothing of the worker may outlive this point
+    err = (stderr_box[0] if stderr_box else b"").decode("utf-8", "replace")[-1500:]
+    if not pending:
+        return layers, False
+    if not ready:  # the worker never started: every probe is lost, and retrying would not help
+        why = ("the grader's sandbox did not start in time" if failure == "timeout"
+               else "the grader's sandbox failed to start")
+        for pid in pending:
+            outcomes[pid] = ProbeOutcome(pid, "missing", why, log_tail=err)
+        return layers, False
+    first = pending[0]  # the probe that was running when the worker died or ran out of time
+    if failure == "timeout":
+        outcomes[first] = ProbeOutcome(first, "timeout", f"timed out after {limits.timeout_s:g} s "
+                                       "(an infinite loop, or far too slow)")
+    else:
+        outcomes[first] = ProbeOutcome(first, "crashed", _exit_description(proc.returncode), log_tail=err)
+    return layers, True
+
+
+def _exit_description(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        return f"the process was killed by signal {name} (a memory or CPU limit, or a crash)"
+    return (f"the process exited with status {code} without returning a result "
+            "(sys.exit() at import time, os._exit(), or a crash in native code?)")
 
 
 # --------------------------------------------------------------------------- entry point
@@ -298,43 +459,14 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
                 os.chmod(os.path.join(root, name), 0o644)
         os.chmod(tmp, 0o755)
         os.chmod(scratch, 0o777)
-        request = {"module": module, "probes": probes, "timeout_s": limits.timeout_s,
-                   "memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb, "nproc": limits.nproc,
-                   "max_output_bytes": limits.max_output_bytes}
-        r, w = os.pipe()
-        cmd, _inside, layers = _command(sub_dir, scratch, request, w, repo_root)
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(scratch)}
-        proc = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                cwd=scratch, env=env, start_new_session=True)
-        os.close(w)
-        frames: list = []
-        done = threading.Event()
-        cap = limits.max_output_bytes * max(1, len(probes)) + (1 << 20)
-        reader = threading.Thread(target=_read_frames, args=(r, cap, frames, done), daemon=True)
-        reader.start()
-        deadline = time.monotonic() + limits.startup_s + len(probes) * (limits.timeout_s + 5)
-        stderr_box: list[bytes] = []
-        err_reader = threading.Thread(target=lambda: stderr_box.append(proc.stderr.read(1 << 16)),
-                                      daemon=True)
-        err_reader.start()
-        finished = done.wait(max(0.0, deadline - time.monotonic()))
-        _kill_group(proc)  # the worker is done (or overdue): nothing of it may outlive this point
-        reader.join(timeout=5)
-        err_reader.join(timeout=1)
-
         outcomes: dict[str, ProbeOutcome] = {}
-        for header, payload in frames:
-            out = _outcome(header, payload)
-            if out is not None and out.probe not in outcomes:
-                outcomes[out.probe] = out
-        worker_err = (stderr_box[0] if stderr_box else b"").decode("utf-8", "replace")[-1500:]
-        for probe in probes:
-            if probe["id"] not in outcomes:
-                why = ("the grader's time limit for this submission ran out" if not finished
-                       else "the worker stopped before running this probe")
-                outcomes[probe["id"]] = ProbeOutcome(probe["id"], "missing", why, log_tail=worker_err)
+        remaining = list(probes)
+        layers: list[str] = []
+        while remaining:
+            layers, ran = _run_worker(sub_dir, scratch, module, remaining, repo_root, limits, outcomes)
+            remaining = [p for p in remaining if p["id"] not in outcomes]
+            if not ran:
+                break
         return WorkerRun(outcomes=outcomes, layers=layers)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

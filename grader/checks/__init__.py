@@ -44,6 +44,29 @@ class CheckContext:
 
 CheckFn = Callable[[CheckContext], CheckResult]
 REGISTRY: dict[str, CheckFn] = {}
+ValidatorFn = Callable[[dict, dict], "str | None"]
+VALIDATORS: dict[str, ValidatorFn] = {}
+
+
+def register_validator(probe_kind: str) -> Callable[[ValidatorFn], ValidatorFn]:
+    """Decorator: ``fn(arrays, probe_args) -> problem or None`` vets a probe kind's raw output.
+
+    The worker is untrusted, so every array a check will read must be checked for
+    presence, rank, size and range here, before any check runs.
+    """
+    def deco(fn: ValidatorFn) -> ValidatorFn:
+        VALIDATORS[probe_kind] = fn
+        return fn
+    return deco
+
+
+def validate(probe_kind: str, arrays: dict, probe_args: dict) -> str | None:
+    """None when the arrays fit the probe kind's schema, else what is wrong (no validator: wrong)."""
+    load_plugins()
+    fn = VALIDATORS.get(probe_kind)
+    if fn is None:
+        return f"no validator for probe kind {probe_kind!r}"
+    return fn(arrays, probe_args)
 
 
 def register(check_id: str) -> Callable[[CheckFn], CheckFn]:

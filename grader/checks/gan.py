@@ -11,7 +11,34 @@ import numpy as np
 import torch
 
 from ..worker import nets
-from . import CheckContext, CheckResult, register
+from . import CheckContext, CheckResult, register, register_validator
+
+
+def _n_params(seed: int, conditional: bool) -> tuple[int, int]:
+    g, d = nets.make_nets(seed, conditional)
+    return sum(p.numel() for p in d.parameters()), sum(p.numel() for p in g.parameters())
+
+
+@register_validator("gan_loss")
+def validate_gan_loss(arrays: dict[str, np.ndarray], args: dict) -> str | None:
+    """Schema of the gan_loss probe's output (see grader/worker/gan.py)."""
+    n_d, n_g = _n_params(args["seed"], bool(args.get("conditional")))
+    for name, n_params in (("d", n_d), ("g", n_g)):
+        loss, shape = arrays.get(f"{name}_loss"), arrays.get(f"{name}_loss_shape")
+        grad, ok = arrays.get(f"{name}_grad"), arrays.get(f"{name}_grad_ok")
+        if any(a is None for a in (loss, shape, grad, ok)):
+            return f"missing {name}_loss, its shape or its gradient"
+        if loss.ndim != 1 or shape.ndim != 1 or shape.size > 8 or grad.ndim != 1 or ok.shape != (1,):
+            return f"{name}_loss or its gradient has an unexpected layout"
+        if not np.all(np.isfinite(shape)) or np.any(shape < 0) or np.any(shape != np.round(shape)) \
+                or int(np.prod(shape)) != loss.size:
+            return f"{name}_loss_shape does not describe {name}_loss"
+        if ok[0] not in (0.0, 1.0) or grad.size not in (0, n_params):
+            return f"the gradient of {name}_loss has {grad.size} entries; the network has {n_params} parameters"
+    for key, a in arrays.items():
+        if key.startswith(("g_in", "d_in")) and (a.ndim > 4 or a.size > 10 * nets.BATCH * 28 * 28):
+            return f"{key} is too large"
+    return None
 
 
 @dataclass

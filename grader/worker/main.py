@@ -1,26 +1,36 @@
-"""Worker entry point: import torch once, then fork one child per probe.
+"""Worker entry point: import torch once, then run the probes.
 
-This process (the worker parent) never imports student code. Each child starts
-a new session, applies resource limits, sends its output to a log, imports the
-student module, runs one probe and sends ``b"OK" + npz`` or ``b"ER" + text``
-back over a pipe. The worker parent enforces the per-probe timeout, kills the
-child's process group and every orphan reparented to it (it is a subreaper),
-and forwards one frame per probe to the grader over ``result_fd``.
+Fork mode (Linux): this process (the worker parent) never imports student
+code. Each probe runs in a forked child that starts a new session, applies
+resource limits, sends its output to a log, imports the student module, runs
+one probe and sends ``b"OK" + npz`` or ``b"ER" + text`` back over a pipe. The
+worker parent enforces the per-probe timeout and kills the child's process
+group and every orphan reparented to it (it is a subreaper).
 
-Frame: b"DGM1", header length (4 bytes, big-endian), JSON header, payload
-length (8 bytes), payload (the npz bytes, possibly empty).
+No-fork mode (macOS, Windows, or when asked): probes run one after another in
+this process; the grader enforces the timeouts and restarts the worker for the
+probes left after one that crashed.
+
+Results go to the grader over a duplicate of the original stdout, one frame
+per probe (after a ``ready`` frame once torch is imported): b"DGM1", header
+length (4 bytes, big-endian), JSON header, payload length (8 bytes), payload
+(npz bytes, possibly empty). Anything student code prints goes to a log file.
 """
 import ctypes
+import errno
 import importlib
 import io
 import json
 import os
-import resource
-import select
 import signal
 import sys
 import time
 import traceback
+
+try:  # POSIX only; on Windows the worker runs without resource limits
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -81,8 +91,11 @@ def _count_own_processes() -> int:
     return n
 
 
-def _set_limits(req: dict) -> None:
-    """CPU seconds, address space, file size, process count and no core dumps for this child."""
+def _set_limits(req: dict, cpu: int | None = None) -> None:
+    """CPU seconds, address space, file size, process count and no core dumps for this process."""
+    if resource is None:
+        return
+
     def setl(which: int, soft: int) -> None:
         try:
             _, hard = resource.getrlimit(which)
@@ -92,7 +105,7 @@ def _set_limits(req: dict) -> None:
         except (ValueError, OSError):
             pass
 
-    cpu = int(req["timeout_s"]) + 2
+    cpu = cpu or int(req["timeout_s"]) + 2
     setl(resource.RLIMIT_CPU, cpu)
     setl(resource.RLIMIT_CORE, 0)
     setl(resource.RLIMIT_FSIZE, int(req["fsize_mb"]) << 20)
@@ -104,6 +117,13 @@ def _set_limits(req: dict) -> None:
         pass
     if hasattr(resource, "RLIMIT_NPROC") and os.getuid() != 0:
         setl(resource.RLIMIT_NPROC, _count_own_processes() + int(req["nproc"]))
+
+
+_FSIZE_MB = [16]
+
+
+def req_fsize_mb() -> int:
+    return _FSIZE_MB[0]
 
 
 def _describe(err: BaseException, module_root: str) -> str:
@@ -121,6 +141,8 @@ def _describe(err: BaseException, module_root: str) -> str:
         f = frames[-1]
         where = f" (at {os.path.relpath(f.filename, module_root)}, line {f.lineno}: {(f.line or '').strip()})"
     text = str(err)
+    if isinstance(err, OSError) and err.errno == errno.EFBIG:
+        text = f"the code printed or wrote more than {req_fsize_mb()} MB (the output limit)"
     if isinstance(err, MemoryError) or "can't allocate memory" in text or "DefaultCPUAllocator" in text:
         text = "out of memory (the memory limit was exceeded)"
     return f"{type(err).__name__}: {text[:800]}{where}"
@@ -146,6 +168,40 @@ def _run_child(probe: dict, req: dict) -> bytes:
     return buf.getvalue()
 
 
+def _redirect_output(log_path: str) -> None:
+    """Send fd 0 to /dev/null and fds 1 and 2 to the probe's log (capped by RLIMIT_FSIZE)."""
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the cap, writes fail with EFBIG instead
+
+
+def _run_inline(probe: dict, req: dict) -> tuple[dict, bytes]:
+    """No-fork mode: run one probe in this process, output to its log; the grader times it."""
+    log_path = os.path.join(req["scratch"], f"{probe['id']}.log")
+    saved = os.dup(1), os.dup(2)
+    start = time.monotonic()
+    try:
+        _redirect_output(log_path)
+        data = b"OK" + _run_child(probe, req)
+    except BaseException as err:  # noqa: BLE001 - the student's SystemExit too
+        data = b"ER" + _describe(err, req["module_root"]).encode("utf-8", "replace")
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    header = {"id": probe["id"], "duration_s": round(time.monotonic() - start, 4), "log_tail": _tail(log_path)}
+    if data.startswith(b"OK"):
+        header.update(status="ok", message="")
+        return header, data[2:]
+    header.update(status="error", message=data[2:].decode("utf-8", "replace")[:2000])
+    return header, b""
+
+
 def _fork_probe(probe: dict, req: dict, result_fd: int) -> tuple[dict, bytes]:
     """Run one probe in a forked child under limits; return (header, payload)."""
     r, w = os.pipe()
@@ -159,12 +215,7 @@ def _fork_probe(probe: dict, req: dict, result_fd: int) -> tuple[dict, bytes]:
             os.close(result_fd)
             os.setsid()
             _set_limits(req)
-            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            _redirect_output(log_path)
             msg = b"OK" + _run_child(probe, req)
         except BaseException as err:  # SystemExit and KeyboardInterrupt too: the child reports all
             try:
@@ -173,34 +224,49 @@ def _fork_probe(probe: dict, req: dict, result_fd: int) -> tuple[dict, bytes]:
                 msg = b"ER" + type(err).__name__.encode()
         finally:
             try:
-                view = memoryview(msg)
+                view = memoryview(len(msg).to_bytes(8, "big") + msg)
                 while view:
                     view = view[os.write(w, view):]
             finally:
                 os._exit(0)
 
+    import select
+
     os.close(w)
+    # Read the length-prefixed message; never wait for EOF, since descendants of the
+    # child may hold the pipe open. Stop when the message is complete or the child is gone.
     deadline = start + float(req["timeout_s"])
-    chunks, size, timed_out = [], 0, False
+    buf, timed_out, exited = b"", False, None
     cap = int(req["max_output_bytes"])
     while True:
+        want = 8 + int.from_bytes(buf[:8], "big") if len(buf) >= 8 else None
+        if want is not None and (len(buf) >= want or want > cap + 8):
+            break
         left = deadline - time.monotonic()
         if left <= 0:
             timed_out = True
             break
-        ready, _, _ = select.select([r], [], [], left)
-        if not ready:
-            continue
-        chunk = os.read(r, 1 << 20)
-        if not chunk:
-            break
-        size += len(chunk)
+        ready, _, _ = select.select([r], [], [], min(left, 0.05))
+        if ready:
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+        elif exited is None:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exited = code
+        elif not ready:
+            break  # the child is gone and nothing more arrives
+    os.close(r)
+    chunks = []
+    if len(buf) >= 8:
+        size = int.from_bytes(buf[:8], "big")
         if size > cap:
             chunks = [b"ER" + f"the probe returned more than {cap} bytes".encode()]
-            break
-        chunks.append(chunk)
-    os.close(r)
-    status = _wait_status(pid, timed_out)
+        elif len(buf) >= 8 + size:
+            chunks = [buf[8:8 + size]]
+    status = _wait_status(pid, timed_out, exited)
     _kill_descendants(pid)
     duration = time.monotonic() - start
     data = b"".join(chunks)
@@ -218,17 +284,17 @@ def _fork_probe(probe: dict, req: dict, result_fd: int) -> tuple[dict, bytes]:
     return header, b""
 
 
-def _wait_status(pid: int, timed_out: bool) -> str:
+def _wait_status(pid: int, timed_out: bool, code: int | None = None) -> str:
     """Reap the probe child and describe how it ended (for children that sent nothing)."""
-    if timed_out:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     try:
-        _, code = os.waitpid(pid, 0)
-    except ChildProcessError:
-        return "the process ended without returning a result"
+        os.killpg(pid, signal.SIGKILL)  # the child and anything still in its process group
+    except (ProcessLookupError, PermissionError):
+        pass
+    if code is None:
+        try:
+            _, code = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return "the process ended without returning a result"
     if os.WIFSIGNALED(code):
         sig = os.WTERMSIG(code)
         hint = {signal.SIGXCPU: " (CPU time limit)", signal.SIGKILL: " (killed: memory or time limit?)",
@@ -255,17 +321,28 @@ def _send(fd: int, header: dict, payload: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def main(request_json: str, result_fd: int) -> None:
-    """Run every probe of the request and stream one frame per probe to ``result_fd``."""
+def main(request_json: str) -> None:
+    """Run every probe of the request and stream one frame per probe to the grader."""
     req = json.loads(request_json)
-    _prctl(PR_SET_DUMPABLE, 0)          # children (same uid) cannot read our fds via /proc
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)   # detached grandchildren come back to us to be killed
+    _FSIZE_MB[0] = int(req["fsize_mb"])
+    result_fd = os.dup(1)                 # the grader reads frames from our original stdout
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)                   # stray prints can no longer corrupt the frames
+    os.close(devnull)
+    _prctl(PR_SET_DUMPABLE, 0)            # children (same uid) cannot read our fds via /proc
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)     # detached grandchildren come back to us to be killed
     os.environ["OMP_NUM_THREADS"] = "1"
     import numpy  # noqa: F401  (imported once, shared by every forked child)
     import torch
 
     torch.set_num_threads(1)
+    _send(result_fd, {"ready": True}, b"")
+    if not req.get("fork", True):
+        _set_limits(req, cpu=int(req["timeout_s"] * len(req["probes"])) + 5)
     for probe in req["probes"]:
-        header, payload = _fork_probe(probe, req, result_fd)
+        if req.get("fork", True):
+            header, payload = _fork_probe(probe, req, result_fd)
+        else:
+            header, payload = _run_inline(probe, req)
         _send(result_fd, header, payload)
     os.close(result_fd)
