@@ -36,6 +36,12 @@ class Part:
     probe: str                   # probe kind run in the worker, e.g. "gan_loss"
     tests: tuple[Test, ...]
     args: dict | None = None     # extra probe arguments (e.g. conditional: true)
+    id: str = ""                 # probe id when one function has several parts (default: function)
+
+    @property
+    def key(self) -> str:
+        """The probe id of this part, unique within the assignment."""
+        return self.id or self.function
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ def parse_assignment(data: Any, where: str) -> Assignment:
                 raise ConfigError(f"{where}: parts[{i}].tests[{j}].visibility must be one of {VISIBILITIES}")
             tests.append(Test(**{**t, "visibility": vis, "points": float(t.get("points", 0))}))
         parts.append(Part(**{**p, "tests": tuple(tests)}))
+    keys = [part.key for part in parts]
+    if len(keys) != len(set(keys)):
+        raise ConfigError(f"{where}: two parts share a probe id; give one of them an 'id'")
     manual = [ManualPart(**_build(ManualPart, m, f"{where}: manual[{i}]"))
               for i, m in enumerate(top.get("manual") or [])]
     top.update(parts=tuple(parts), manual=tuple(manual),

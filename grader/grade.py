@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checks
-from .config import Assignment
+from .config import Assignment, Part
+from .notebook import NotebookError, extract
 from .paths import REPO_ROOT
 from .sandbox import Limits, ProbeOutcome, run_probes
 from .submission import Submission, SubmissionError, load_submission, submission_name
@@ -65,10 +66,28 @@ class GradeResult:
         return sum(t.max_score for t in self.tests if not t.manual)
 
 
+def probe_args(assignment: Assignment, part: Part) -> dict:
+    """Arguments of a part's probe: the function, the assignment's seed, and the part's extras."""
+    return {"function": part.function, "seed": assignment.seed, **(part.args or {})}
+
+
 def _probes(assignment: Assignment) -> list[dict]:
-    return [{"id": part.function, "kind": part.probe,
-             "args": {"function": part.function, "seed": assignment.seed, **(part.args or {})}}
+    return [{"id": part.key, "kind": part.probe, "args": probe_args(assignment, part)}
             for part in assignment.parts]
+
+
+def _notebook_module(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, str], list[str]]:
+    """Write the module extracted from the student's notebook; (its path, notes per function, problems).
+
+    Raises:
+        NotebookError: the file is not a readable notebook.
+    """
+    nb_path = files_dir / assignment.module
+    ex = extract(nb_path.read_text(encoding="utf-8", errors="replace"), [p.function for p in assignment.parts])
+    module = Path(assignment.module).with_suffix(".py").as_posix()
+    (files_dir / module).write_text(ex.source)
+    notes = {p.function: ex.notes(p.function) for p in assignment.parts if ex.notes(p.function)}
+    return module, notes, ex.problems
 
 
 def _fill_support(files_dir: Path, assignment: Assignment) -> None:
@@ -114,14 +133,28 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
             return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, "invalid",
                                time.monotonic() - start, problems=sub.problems)
         _fill_support(sub.files_dir, assignment)
+        module, notes, nb_problems = assignment.module, {}, []
+        if assignment.module.endswith(".ipynb"):
+            try:
+                module, notes, nb_problems = _notebook_module(sub.files_dir, assignment)
+            except NotebookError as err:
+                msg = f"{assignment.module}: {err}"
+                return GradeResult(assignment.name, name or sub.name, sub.sha256,
+                                   _all_failed(assignment, msg, public_only), "invalid",
+                                   time.monotonic() - start, problems=[msg])
         # import the checks (and torch) while the worker imports its own copy: two cores, half the wait
         loader = threading.Thread(target=checks.load_plugins, daemon=True)
         loader.start()
-        run = run_probes(sub.files_dir, assignment.module, _probes(assignment), REPO_ROOT, limits)
+        run = run_probes(sub.files_dir, module, _probes(assignment), REPO_ROOT, limits,
+                         display=assignment.module)
         loader.join()
         tests, errors = _run_checks(assignment, run.outcomes, public_only)
+        for t in tests:
+            if t.tags and t.tags[0] in notes:
+                t.output = f"{t.output}\n({notes[t.tags[0]]})".strip()
         return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, _status(run.outcomes),
-                           time.monotonic() - start, layers=run.layers, grader_errors=errors)
+                           time.monotonic() - start, layers=run.layers, grader_errors=errors,
+                           problems=nb_problems)
     finally:
         if sub is not None:
             sub.cleanup()
@@ -160,7 +193,7 @@ def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
     contexts: dict[str, checks.CheckContext] = {}
     invalid: dict[str, str | None] = {}
     for num, part, test, fn in _selected(assignment, public_only):
-        outcome = outcomes[part.function]
+        outcome = outcomes[part.key]
         title = f"{part.function}: {test.name}"
         if outcome.status != "ok":
             msg = FAILED_PROBE[outcome.status].format(msg=outcome.message)
@@ -174,13 +207,13 @@ def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
                                     "Autograder error: this check is not available; course staff have been told.",
                                     test.visibility))
             continue
-        probe_args = {"function": part.function, "seed": assignment.seed, **(part.args or {})}
-        problem = invalid.setdefault(part.function, checks.validate(part.probe, outcome.arrays, probe_args))
+        args = probe_args(assignment, part)
+        problem = invalid.setdefault(part.key, checks.validate(part.probe, outcome.arrays, args))
         if problem:
             tests.append(TestResult(title, num, [part.function], 0.0, test.points, False,
                                     f"the code returned malformed results ({problem})", test.visibility))
             continue
-        ctx = contexts.setdefault(part.function, checks.CheckContext(assignment, part, outcome, probe_args))
+        ctx = contexts.setdefault(part.key, checks.CheckContext(assignment, part, outcome, args))
         try:
             res = fn(ctx)
         except Exception:  # noqa: BLE001 - a grader fault must not cost the other tests

@@ -29,7 +29,15 @@ def load(relpath: str, root: Path = SOLUTIONS_DIR) -> ModuleType:
     path = root / relpath
     if not path.is_file():
         raise ReferenceMissing(f"reference solution {path} is not available")
-    name = "dgm_reference_" + relpath.replace("/", "_").removesuffix(".py")
+    name = "dgm_reference_" + relpath.replace("/", "_").replace(".", "_")
+    if path.suffix == ".ipynb":  # the same extraction as for students, then run it here (trusted)
+        from .notebook import extract
+
+        module = ModuleType(name)
+        module.__file__ = str(path)
+        sys.modules[name] = module
+        exec(compile(extract(path.read_text(), []).source, str(path), "exec"), module.__dict__)
+        return module
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

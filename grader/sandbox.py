@@ -342,13 +342,13 @@ def _is_orphan(pid: int) -> bool:
 
 
 def _run_worker(sub_dir: Path, scratch: Path, module: str, probes: list[dict], repo_root: Path,
-                limits: Limits, outcomes: dict[str, ProbeOutcome]) -> tuple[list[str], bool]:
+                limits: Limits, outcomes: dict[str, ProbeOutcome], display: str = "") -> tuple[list[str], bool]:
     """Start one worker for ``probes``, collect its frames into ``outcomes``.
 
     Returns the isolation layers and whether another worker should be started
     for the probes left (after a crash or timeout in no-fork mode).
     """
-    request = {"module": module, "probes": probes, "timeout_s": limits.timeout_s,
+    request = {"module": module, "display": display, "probes": probes, "timeout_s": limits.timeout_s,
                "memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb, "nproc": limits.nproc,
                "max_output_bytes": limits.max_output_bytes}
     cmd, _inside, layers = _command(sub_dir, scratch, request, repo_root)
@@ -434,7 +434,7 @@ def _exit_description(code: int | None) -> str:
 
 
 def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path,
-               limits: Limits = Limits()) -> WorkerRun:
+               limits: Limits = Limits(), display: str = "") -> WorkerRun:
     """Copy ``files_dir`` to a private folder and run ``probes`` on ``module`` in a worker.
 
     Args:
@@ -443,6 +443,7 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
         probes: dicts with ``id``, ``kind`` and ``args``
         repo_root: the repository, which the worker must never see
         limits: resource limits per probe
+        display: how messages name the student's file (e.g. the notebook it was extracted from)
 
     Returns:
         A WorkerRun with one outcome per probe (status ``missing`` when nothing came back).
@@ -463,7 +464,7 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
         remaining = list(probes)
         layers: list[str] = []
         while remaining:
-            layers, ran = _run_worker(sub_dir, scratch, module, remaining, repo_root, limits, outcomes)
+            layers, ran = _run_worker(sub_dir, scratch, module, remaining, repo_root, limits, outcomes, display)
             remaining = [p for p in remaining if p["id"] not in outcomes]
             if not ran:
                 break

@@ -93,7 +93,11 @@ def _walk_files(root: Path) -> list[Path]:
 
 
 def _locate(root: Path, relpath: str) -> Path | None:
-    """Find the student's copy of ``relpath`` (e.g. codebase/gan.py) anywhere under ``root``."""
+    """Find the student's copy of ``relpath`` (e.g. codebase/gan.py) anywhere under ``root``.
+
+    Falls back to the upload's only file with the same suffix, since students rename
+    files ("gan_1d (1).ipynb", "Lastname_gan_1d.ipynb").
+    """
     want = PurePosixPath(relpath)
     files = _walk_files(root)
     for depth in range(len(want.parts), 0, -1):
@@ -101,13 +105,14 @@ def _locate(root: Path, relpath: str) -> Path | None:
         hits = [p for p in files if p.relative_to(root).parts[-depth:] == tail]
         if hits:
             return min(hits, key=lambda p: len(p.relative_to(root).parts))
-    return None
+    same_suffix = [p for p in files if p.suffix == want.suffix]
+    return same_suffix[0] if len(same_suffix) == 1 else None
 
 
 def submission_name(path: Path) -> str:
-    """The name a submission is reported under: its file or folder name without .zip."""
+    """The name a submission is reported under: its file or folder name without .zip/.ipynb/.py."""
     path = Path(path)
-    return path.name[:-4] if path.suffix.lower() == ".zip" else path.name
+    return path.stem if path.suffix.lower() in (".zip", ".ipynb", ".py") else path.name
 
 
 def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:

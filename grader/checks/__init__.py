@@ -20,6 +20,8 @@ from ..sandbox import ProbeOutcome
 PLUGINS = (
     "grader.checks.gan",
     "grader.checks.gan_hidden",
+    "grader.checks.gan1d",
+    "grader.checks.gan1d_hidden",
 )
 
 

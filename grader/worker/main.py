@@ -145,6 +145,9 @@ def _describe(err: BaseException, module_root: str) -> str:
         text = f"the code printed or wrote more than {req_fsize_mb()} MB (the output limit)"
     if isinstance(err, MemoryError) or "can't allocate memory" in text or "DefaultCPUAllocator" in text:
         text = "out of memory (the memory limit was exceeded)"
+    if isinstance(err, NameError) and str(module_root):
+        text += (" (in a notebook the grader runs only imports, functions, classes and constant "
+                 "assignments; compute anything else inside your function)")
     return f"{type(err).__name__}: {text[:800]}{where}"
 
 
@@ -161,7 +164,7 @@ def _run_child(probe: dict, req: dict) -> bytes:
     module = importlib.import_module(name)
     function = probe["args"].get("function")
     if function and not callable(getattr(module, function, None)):
-        raise LookupError(f"{rel} defines no function named {function!r}")
+        raise LookupError(f"{req.get('display') or rel} defines no function named {function!r}")
     arrays = PROBE_KINDS[probe["kind"]](module, probe["args"])
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})

@@ -1,0 +1,106 @@
+"""Hidden checks for ``gan1d``: loss values and gradients against the reference; the trained fit."""
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import reference
+from ..worker.gan1d import KINDS, ProbeGenerator, logit_cases
+from . import CheckContext, CheckResult, register
+from .compare import close_vector, compare
+
+REFERENCE_FILE = "gan_1d.ipynb"
+MU, SIGMA = 4.0, 1.25
+W1_MAX = 1.0   # the reference reaches 0.13-0.55 after 1000 steps over 20 seeds (docs/grading.md)
+
+
+def _reference_values(ctx: CheckContext) -> dict[str, np.ndarray]:
+    """The reference's value and gradients for every case, keyed like the probe's arrays."""
+    ref = reference.load(REFERENCE_FILE)
+    out: dict[str, np.ndarray] = {}
+    for case, (d_real, d_fake) in logit_cases(ctx.probe_args["seed"]).items():
+        r, f = d_real.clone().requires_grad_(True), d_fake.clone().requires_grad_(True)
+        if ctx.probe_args["function"] == "discriminator_loss":
+            loss = ref.discriminator_loss(r, f)
+            gr, gf = torch.autograd.grad(loss, (r, f))
+            out.update({f"{case}_value": loss.detach().double().reshape(-1).numpy(),
+                        f"{case}_grad_real": gr.double().reshape(-1).numpy(),
+                        f"{case}_grad_fake": gf.double().reshape(-1).numpy()})
+        else:
+            for kind in KINDS:
+                f = d_fake.clone().requires_grad_(True)
+                loss = ref.generator_loss(f, kind)
+                (gf,) = torch.autograd.grad(loss, f)
+                out.update({f"{case}_{kind}_value": loss.detach().double().reshape(-1).numpy(),
+                            f"{case}_{kind}_grad_fake": gf.double().reshape(-1).numpy()})
+    return out
+
+
+def _mistakes(function: str, case: str, seed: int) -> list[tuple[str, str, float]]:
+    """(key, message, value) of typical mistakes on the 'typical' logits."""
+    d_real, d_fake = (t.double() for t in logit_cases(seed)[case])
+    ls = F.logsigmoid
+    if function == "discriminator_loss":
+        ref = (-ls(d_real).mean() - ls(-d_fake).mean()).item()
+        return [(f"{case}_value", "the sign is flipped", -ref),
+                (f"{case}_value", "real and fake are swapped", (-ls(-d_real).mean() - ls(d_fake).mean()).item()),
+                (f"{case}_value", "it sums over the batch instead of averaging",
+                 (-ls(d_real).sum() - ls(-d_fake).sum()).item()),
+                (f"{case}_value", "it is half the loss: two means are added, not averaged", ref / 2)]
+    mm, ns = ls(-d_fake).mean().item(), -ls(d_fake).mean().item()
+    return [(f"{case}_minimax_value", "kind='minimax' returns the non-saturating loss", ns),
+            (f"{case}_minimax_value", "kind='minimax' has the wrong sign", -mm),
+            (f"{case}_nonsaturating_value", "kind='nonsaturating' returns the minimax loss", mm),
+            (f"{case}_nonsaturating_value", "kind='nonsaturating' has the wrong sign", -ns)]
+
+
+@register("gan1d.values")
+def values(ctx: CheckContext) -> CheckResult:
+    """Every loss value and its gradient w.r.t. the logits equal the reference."""
+    a, ref = ctx.outcome.arrays, _reference_values(ctx)
+    problems = []
+    for key, expected in ref.items():
+        got = a[key]
+        if "grad" in key:
+            if not close_vector(got, expected, rtol=1e-4):
+                problems.append(compare(key, got, expected, rtol=1e-4, atol=1e-7) or f"{key} differs")
+        elif (msg := compare(key, got, expected, rtol=1e-5, atol=1e-6)) is not None:
+            problems.append(msg)
+    if not problems:
+        return CheckResult(True, "values and gradients match the reference")
+    hints = [m for key, m, v in _mistakes(ctx.probe_args["function"], "typical", ctx.probe_args["seed"])
+             if a[key].size == 1 and abs(a[key][0] - v) <= 1e-5 * max(1.0, abs(v))]
+    if any(not np.all(np.isfinite(a[key])) for key in ref):
+        hints.insert(0, "the loss is not finite for large logits: compute log D and log(1 - D) with "
+                        "F.logsigmoid(h) and F.logsigmoid(-h), not torch.log(torch.sigmoid(h))")
+    return CheckResult(False, "\n".join(problems[:4]) + (f"\nLikely mistake: {hints[0]}." if hints else ""))
+
+
+def w1_to_target(samples: np.ndarray) -> float:
+    """Wasserstein-1 distance between samples and N(MU, SIGMA^2), via sorted samples vs quantiles."""
+    n = samples.size
+    q = np.array([NormalDist(MU, SIGMA).inv_cdf((i + 0.5) / n) for i in range(n)])
+    return float(np.mean(np.abs(np.sort(samples) - q)))
+
+
+@register("gan1d.fit")
+def fit(ctx: CheckContext) -> CheckResult:
+    """After the fixed budget of training, G's samples are close to N(4, 1.25^2) in Wasserstein-1."""
+    g = ProbeGenerator()
+    params = torch.from_numpy(ctx.outcome.arrays["g_params"]).float()
+    torch.nn.utils.vector_to_parameters(params, g.parameters())
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        x = g(torch.rand(5000, 1, generator=gen)).reshape(-1).double().numpy()
+    if not np.all(np.isfinite(x)):
+        return CheckResult(False, "the trained generator outputs NaN or infinite values")
+    w1 = w1_to_target(x)
+    summary = (f"after {ctx.probe_args['steps']} generator steps: samples have mean {x.mean():.3f} "
+               f"(target {MU}), std {x.std():.3f} (target {SIGMA}); Wasserstein-1 distance {w1:.3f}")
+    if w1 <= W1_MAX:
+        return CheckResult(True, summary)
+    return CheckResult(False, summary + f", needed at most {W1_MAX}. Check the signs of the losses and "
+                       "that the generator is updated on generator_loss.")

@@ -1,0 +1,125 @@
+"""Build an importable module from a notebook, without running it (parent side: parsing only).
+
+Students may split, copy, move or rename cells, so graded functions are found by
+name. The module keeps what defines things: imports (each wrapped so that a
+package missing on the grading machine does not sink the whole module),
+function and class definitions, and assignments of constants (``SMOKE = True``,
+``MU, SIGMA = 4.0, 1.25``, ``device = torch.device("cpu")``) together with
+``if`` blocks that only hold such assignments. Everything else (training
+runs, plots, prints, magics) is dropped, because the grader calls the
+functions itself.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+
+# calls allowed in a kept constant assignment: cheap, side-effect free constructors
+CHEAP_CALLS = {
+    "torch.device", "torch.cuda.is_available", "torch.backends.mps.is_available", "torch.tensor",
+    "np.array", "numpy.array", "np.log", "np.sqrt", "np.pi", "math.log", "math.sqrt", "math.exp",
+    "float", "int", "str", "bool", "dict", "list", "tuple", "set", "range", "len", "min", "max",
+    "abs", "round", "os.environ.get", "os.getenv", "os.path.join", "Path", "pathlib.Path",
+}
+
+
+class NotebookError(ValueError):
+    """The file is not a readable notebook; the message says why."""
+
+
+@dataclass
+class Extracted:
+    """The module source and what was learnt about the graded names."""
+
+    source: str
+    cells: dict[str, list[int]] = field(default_factory=dict)   # graded name -> cells defining it
+    problems: list[str] = field(default_factory=list)            # cells that do not parse, etc.
+
+    def notes(self, name: str) -> str:
+        """A note for a graded name defined in several cells ('' otherwise)."""
+        where = self.cells.get(name, [])
+        if len(where) > 1:
+            return (f"{name} is defined in {len(where)} cells ({', '.join(map(str, where))}); "
+                    f"the last one (cell {where[-1]}) is graded, as when the notebook runs top to bottom.")
+        return ""
+
+
+def code_cells(text: str) -> list[tuple[int, str]]:
+    """(cell number from 1, source) for every code cell; NotebookError if not notebook JSON."""
+    try:
+        nb = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NotebookError(f"not valid notebook JSON ({err})") from err
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookError("not a notebook: no list of cells")
+    out = []
+    for i, cell in enumerate(nb["cells"], 1):
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            src = cell.get("source", "")
+            out.append((i, "".join(src) if isinstance(src, list) else str(src)))
+    return out
+
+
+def _strip_magics(src: str) -> str:
+    """Blank out IPython magics and shell escapes, keeping line numbers."""
+    lines = src.splitlines()
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def _cheap(value: ast.AST) -> bool:
+    return all(_dotted(n.func) in CHEAP_CALLS for n in ast.walk(value) if isinstance(n, ast.Call))
+
+
+def _names_only(target: ast.AST) -> bool:
+    if isinstance(target, ast.Name):
+        return True
+    return isinstance(target, (ast.Tuple, ast.List)) and all(_names_only(t) for t in target.elts)
+
+
+def _keep(node: ast.stmt) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+        return True
+    if isinstance(node, ast.Assign):
+        return all(_names_only(t) for t in node.targets) and _cheap(node.value)
+    if isinstance(node, ast.AnnAssign):
+        return isinstance(node.target, ast.Name) and (node.value is None or _cheap(node.value))
+    if isinstance(node, ast.If):
+        return _cheap(node.test) and all(_keep(n) for n in node.body + node.orelse)
+    return False
+
+
+def _wrap_import(node: ast.stmt) -> ast.stmt:
+    """``try: <import> except ImportError: pass``."""
+    return ast.Try(body=[node], handlers=[ast.ExceptHandler(type=ast.Name("ImportError", ast.Load()),
+                                                              name=None, body=[ast.Pass()])],
+                   orelse=[], finalbody=[])
+
+
+def extract(text: str, graded: list[str]) -> Extracted:
+    """The importable module for a notebook's text, and where each graded name is defined."""
+    body: list[ast.stmt] = []
+    result = Extracted(source="")
+    for number, src in code_cells(text):
+        try:
+            tree = ast.parse(_strip_magics(src))
+        except SyntaxError as err:
+            result.problems.append(f"cell {number} has a syntax error (line {err.lineno}: {err.msg}); it was skipped")
+            continue
+        for node in tree.body:
+            if not _keep(node):
+                continue
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in graded:
+                result.cells.setdefault(node.name, []).append(number)
+            body.append(_wrap_import(node) if isinstance(node, (ast.Import, ast.ImportFrom)) else node)
+    module = ast.Module(body=body, type_ignores=[])
+    result.source = ast.unparse(ast.fix_missing_locations(module)) + "\n"
+    return result

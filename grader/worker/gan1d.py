@@ -1,0 +1,121 @@
+"""Probes for the ``gan1d`` assignment: the two losses on logits, and the training loop.
+
+gan1d_loss returns, for each case c of logits (see :func:`logit_cases`):
+    {c}_value, {c}_grad_real, {c}_grad_fake          (discriminator_loss)
+    {c}_{kind}_value, {c}_{kind}_grad_fake            (generator_loss, both kinds)
+    unknown_kind_raises                               1 if generator_loss(., "wasserstein") raised ValueError
+gan1d_train returns:
+    g_steps, d_steps, both_steps    optimiser steps that changed G only / D only / both
+    g_backward                      backward passes that reached G's parameters
+    g_params                        G's parameters after training, flattened (parent samples G itself)
+"""
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+KINDS = ("minimax", "nonsaturating")
+
+
+class ProbeGenerator(nn.Module):
+    """The notebook's generator: (B, 1) noise -> (B, 1) samples."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ProbeDiscriminator(nn.Module):
+    """The notebook's discriminator: (B, 1) samples -> (B, 1) logits."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+                                 nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def logit_cases(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(d_real, d_fake) logits of shape (B, 1): typical values, and extremes where naive logs overflow."""
+    gen = torch.Generator().manual_seed(seed)
+    typical = (3 * torch.randn(64, 1, generator=gen), 3 * torch.randn(64, 1, generator=gen) - 1)
+    ext = torch.tensor([-200.0, -120.0, -60.0, -20.0, 20.0, 60.0, 120.0, 200.0]).reshape(-1, 1)
+    return {"typical": typical, "extreme": (ext, ext.flip(0))}
+
+
+def _value_and_grads(loss: object, *inputs: torch.Tensor) -> list[np.ndarray]:
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(f"the loss must be a torch.Tensor, got {type(loss).__name__}")
+    value = loss.detach().double().reshape(-1).numpy().copy()
+    if loss.numel() != 1 or not loss.requires_grad:
+        return [value] + [np.zeros(0) for _ in inputs]
+    grads = torch.autograd.grad(loss.reshape(()), inputs, allow_unused=True)
+    return [value] + [np.zeros(0) if g is None else g.double().reshape(-1).numpy() for g in grads]
+
+
+def probe_losses(module: object, args: dict) -> dict[str, np.ndarray]:
+    """Call the student's discriminator_loss or generator_loss on every case of logits."""
+    fn = getattr(module, args["function"])
+    out: dict[str, np.ndarray] = {}
+    for case, (d_real, d_fake) in logit_cases(int(args["seed"])).items():
+        r, f = d_real.clone().requires_grad_(True), d_fake.clone().requires_grad_(True)
+        if args["function"] == "discriminator_loss":
+            out[f"{case}_value"], out[f"{case}_grad_real"], out[f"{case}_grad_fake"] = \
+                _value_and_grads(fn(r, f), r, f)
+        else:
+            for kind in KINDS:
+                f = d_fake.clone().requires_grad_(True)
+                out[f"{case}_{kind}_value"], out[f"{case}_{kind}_grad_fake"] = _value_and_grads(fn(f, kind), f)
+    if args["function"] == "generator_loss":
+        try:
+            fn(torch.zeros(4, 1), "wasserstein")
+            raised = 0.0
+        except ValueError:
+            raised = 1.0
+        except Exception:  # noqa: BLE001 - another exception type is a wrong answer, not a crash
+            raised = 0.0
+        out["unknown_kind_raises"] = np.asarray([raised])
+    return out
+
+
+def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
+    """Run the student's train(G, D, steps, k=..., kind=...) on fresh probe nets and count updates."""
+    torch.manual_seed(int(args["seed"]))
+    G, D = ProbeGenerator(), ProbeDiscriminator()
+    g_params, d_params = list(G.parameters()), list(D.parameters())
+    counts = {"g_steps": 0, "d_steps": 0, "both_steps": 0, "g_backward": 0}
+    versions = {"g": [p._version for p in g_params], "d": [p._version for p in d_params]}
+
+    def after_step(_optimizer, _args, _kwargs) -> None:
+        now = {"g": [p._version for p in g_params], "d": [p._version for p in d_params]}
+        g_changed, d_changed = now["g"] != versions["g"], now["d"] != versions["d"]
+        if g_changed and d_changed:
+            counts["both_steps"] += 1
+        elif g_changed:
+            counts["g_steps"] += 1
+        elif d_changed:
+            counts["d_steps"] += 1
+        versions.update(now)
+
+    def on_g_grad(grad: torch.Tensor) -> None:
+        counts["g_backward"] += 1
+
+    hook = register_optimizer_step_post_hook(after_step)
+    g_params[-1].register_hook(on_g_grad)  # the output bias receives a gradient in every backward through G
+    try:
+        module.train(G, D, int(args["steps"]), k=int(args["k"]), kind=args["kind"],
+                     batch_size=int(args.get("batch_size", 256)), lr=float(args.get("lr", 1e-3)))
+    finally:
+        hook.remove()
+    out = {key: np.asarray([float(v)], dtype=np.float64) for key, v in counts.items()}
+    out["g_params"] = torch.cat([p.detach().reshape(-1) for p in g_params]).double().numpy()
+    return out
+
+
+PROBES = {"gan1d_loss": probe_losses, "gan1d_train": probe_train}

@@ -1,0 +1,211 @@
+"""Catalogue of student answers for the ``gan1d`` notebook, correct and wrong.
+
+Each variant replaces one function of the reference notebook. ``passes`` lists
+the checks of that function's tests that must pass (all others must fail), and
+``says`` is a phrase that every failure message of that function must contain.
+"""
+import json
+from dataclasses import dataclass
+
+ALL_D = {"gan1d.finite", "gan1d.values"}
+ALL_G = {"gan1d.finite", "gan1d.vanishing", "gan1d.values"}
+ALL_T = {"gan1d.train_structure", "gan1d.fit"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    function: str
+    source: str
+    passes: frozenset
+    says: str = ""
+
+
+def V(name, function, source, passes, says=""):
+    return Variant(name, function, source, frozenset(passes), says)
+
+
+VARIANTS = [
+    # ------------------------------------------------------------ discriminator_loss
+    V("d_bce_with_logits", "discriminator_loss", '''
+def discriminator_loss(d_real, d_fake):
+    real = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+    fake = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    return real + fake
+''', ALL_D),
+    V("d_softplus", "discriminator_loss", '''
+def discriminator_loss(d_real, d_fake):
+    return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+''', ALL_D),
+    V("d_naive_log_sigmoid", "discriminator_loss", '''
+def discriminator_loss(d_real, d_fake):
+    return -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
+''', set(), "not finite"),
+    V("d_sign_flipped", "discriminator_loss", '''
+def discriminator_loss(d_real, d_fake):
+    return F.logsigmoid(d_real).mean() + F.logsigmoid(-d_fake).mean()
+''', {"gan1d.finite"}, "sign is flipped"),
+    # ------------------------------------------------------------ generator_loss
+    V("g_dict_of_losses", "generator_loss", '''
+def generator_loss(d_fake, kind):
+    losses = {
+        "minimax": lambda h: -F.softplus(h).mean(),
+        "nonsaturating": lambda h: F.binary_cross_entropy_with_logits(h, torch.ones_like(h)),
+    }
+    if kind not in losses:
+        raise ValueError(kind)
+    return losses[kind](d_fake)
+''', ALL_G),
+    V("g_kinds_swapped", "generator_loss", '''
+def generator_loss(d_fake, kind):
+    if kind == "nonsaturating":
+        return F.logsigmoid(-d_fake).mean()
+    if kind == "minimax":
+        return -F.logsigmoid(d_fake).mean()
+    raise ValueError(kind)
+''', {"gan1d.finite"}, ""),
+    V("g_naive_logs", "generator_loss", '''
+def generator_loss(d_fake, kind):
+    p = torch.sigmoid(d_fake)
+    if kind == "minimax":
+        return torch.log(1 - p).mean()
+    if kind == "nonsaturating":
+        return -torch.log(p).mean()
+    raise ValueError(kind)
+''', set(), ""),
+    # ------------------------------------------------------------ train
+    V("train_no_grad_fakes_single_draw", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    history = {"d_loss": [], "g_loss": []}
+    for step in range(steps):
+        for _ in range(k):
+            with torch.no_grad():
+                x_fake = G(sample_noise(batch_size))
+            d_loss = discriminator_loss(D(sample_data(batch_size)), D(x_fake))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        for p in D.parameters():
+            p.requires_grad_(False)
+        g_loss = generator_loss(D(G(sample_noise(batch_size))), kind)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+        history["d_loss"].append(float(d_loss))
+        history["g_loss"].append(float(g_loss))
+        if callback:
+            callback(step, G, D)
+    return history
+''', ALL_T),
+    V("train_d_loss_flows_into_g", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    history = {"d_loss": [], "g_loss": []}
+    for step in range(steps):
+        for _ in range(k):
+            x_fake = G(sample_noise(batch_size))          # not detached
+            d_loss = discriminator_loss(D(sample_data(batch_size)), D(x_fake))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        g_loss = generator_loss(D(G(sample_noise(batch_size))), kind)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        history["d_loss"].append(d_loss.item())
+        history["g_loss"].append(g_loss.item())
+    return history
+''', {"gan1d.fit"}, "must not flow into G"),
+    V("train_never_steps_g", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    for step in range(steps):
+        for _ in range(k):
+            d_loss = discriminator_loss(D(sample_data(batch_size)), D(G(sample_noise(batch_size)).detach()))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        g_loss = generator_loss(D(G(sample_noise(batch_size))), kind)
+        opt_g.zero_grad()
+        g_loss.backward()
+    return {"d_loss": [], "g_loss": []}
+''', set(), ""),
+    V("train_one_optimizer_for_both", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt = torch.optim.Adam(list(G.parameters()) + list(D.parameters()), lr=lr, betas=(0.5, 0.999))
+    for step in range(steps):
+        for _ in range(k):
+            d_loss = discriminator_loss(D(sample_data(batch_size)), D(G(sample_noise(batch_size))))
+            opt.zero_grad()
+            d_loss.backward()
+            opt.step()
+        g_loss = generator_loss(D(G(sample_noise(batch_size))), kind)
+        opt.zero_grad()
+        g_loss.backward()
+        opt.step()
+    return {"d_loss": [], "g_loss": []}
+''', set(), ""),
+    V("train_ignores_k", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    for step in range(steps):
+        d_loss = discriminator_loss(D(sample_data(batch_size)), D(G(sample_noise(batch_size)).detach()))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = generator_loss(D(G(sample_noise(batch_size))), kind)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    return {"d_loss": [], "g_loss": []}
+''', {"gan1d.fit"}, "k=3"),
+    V("train_generator_ascends", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    for step in range(steps):
+        for _ in range(k):
+            d_loss = discriminator_loss(D(sample_data(batch_size)), D(G(sample_noise(batch_size)).detach()))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        g_loss = -generator_loss(D(G(sample_noise(batch_size))), kind)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    return {"d_loss": [], "g_loss": []}
+''', {"gan1d.train_structure"}, "Wasserstein-1"),
+]
+
+
+def replace_function(nb_text: str, name: str, new_source: str) -> str:
+    """The notebook with the definition of ``name`` replaced (in whichever cell holds it)."""
+    nb = json.loads(nb_text)
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+        if f"def {name}(" in src:
+            start = src.index(f"def {name}(")
+            nxt = src.find("\ndef ", start + 1)
+            rest = "" if nxt == -1 else "\n\n" + src[nxt + 1:]
+            cell["source"] = (src[:start] + new_source.strip("\n") + "\n" + rest).splitlines(keepends=True)
+            return json.dumps(nb)
+    raise KeyError(name)
+
+
+def batches(variants=VARIANTS):
+    out = []
+    for v in variants:
+        for b in out:
+            if all(x.function != v.function for x in b):
+                b.append(v)
+                break
+        else:
+            out.append([v])
+    return out

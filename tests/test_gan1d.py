@@ -1,0 +1,102 @@
+"""The gan1d notebook: reference full marks, starter zero, the variant catalogue, smoke execution."""
+import json
+import os
+
+import pytest
+
+from gan1d_variants import ALL_D, ALL_G, ALL_T, VARIANTS, batches, replace_function
+from grader.config import load_assignment
+from grader.grade import grade
+from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+
+REFERENCE = (SOLUTIONS_DIR / "gan_1d.ipynb").read_text()
+BATCHES = batches()
+
+
+@pytest.fixture(scope="module")
+def assignment():
+    return load_assignment("gan1d")
+
+
+def check_of(assignment):
+    """test title -> check id."""
+    return {f"{p.function}: {t.name}": t.check for p in assignment.parts for t in p.tests}
+
+
+def test_reference_full_marks_starter_zero(assignment, tmp_path):
+    ref = grade(assignment, SOLUTIONS_DIR / "gan_1d.ipynb")
+    assert ref.score == ref.max_score == 20, [t.output for t in ref.tests if not t.passed]
+    start = grade(assignment, STARTER_DIR / "gan_1d.ipynb")
+    assert start.score == 0
+    assert all("not implemented" in t.output for t in start.tests if not t.manual)
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=["+".join(v.name for v in b) for b in BATCHES])
+def test_variant_batch(assignment, tmp_path, batch):
+    text = REFERENCE
+    for v in batch:
+        text = replace_function(text, v.function, v.source)
+    nb = tmp_path / "gan_1d.ipynb"
+    nb.write_text(text)
+    result = grade(assignment, nb)
+    checks = check_of(assignment)
+    changed = {v.function: v for v in batch}
+    for t in result.tests:
+        if t.manual:
+            continue
+        v = changed.get(t.tags[0])
+        if v is None:
+            assert t.passed, (t.name, t.output)
+            continue
+        expect = checks[t.name] in v.passes
+        assert t.passed == expect, f"{v.name}: {t.name} passed={t.passed}: {t.output}"
+        if not t.passed and v.says:
+            assert v.says in t.output, f"{v.name}: expected {v.says!r} in {t.output!r}"
+
+
+def test_catalogue_covers_every_function():
+    full = {"discriminator_loss": ALL_D, "generator_loss": ALL_G, "train": ALL_T}
+    for fn, checks in full.items():
+        variants = [v for v in VARIANTS if v.function == fn]
+        assert any(v.passes == checks for v in variants), f"no correct variant of {fn}"
+        assert any(v.passes != checks for v in variants), f"no wrong variant of {fn}"
+
+
+def test_defined_twice_is_noted_and_the_last_definition_graded(assignment, tmp_path):
+    nb = json.loads(REFERENCE)
+    wrong = "def discriminator_loss(d_real, d_fake):\n    return d_real.mean() * 0\n"
+    nb["cells"].insert(2, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                           "source": wrong})
+    (tmp_path / "gan_1d.ipynb").write_text(json.dumps(nb))
+    result = grade(assignment, tmp_path / "gan_1d.ipynb")
+    d_tests = [t for t in result.tests if t.tags == ["discriminator_loss"]]
+    assert all(t.passed for t in d_tests)   # the later, correct definition wins
+    assert all("defined in 2 cells" in t.output for t in d_tests)
+
+
+def test_missing_function_and_invalid_notebook(assignment, tmp_path):
+    nb = json.loads(REFERENCE)
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        cell["source"] = src.replace("def train(", "def train_model(")
+    (tmp_path / "a.ipynb").write_text(json.dumps(nb))
+    r = grade(assignment, tmp_path / "a.ipynb")
+    train = [t for t in r.tests if t.tags == ["train"]]
+    assert r.score == 10 and all("gan_1d.ipynb defines no function named 'train'" in t.output for t in train)
+    (tmp_path / "b.ipynb").write_text("{not json")
+    r = grade(assignment, tmp_path / "b.ipynb")
+    assert r.score == 0 and r.status == "invalid" and "not valid notebook JSON" in r.tests[0].output
+
+
+def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("SMOKE", "1")
+    nb = nbformat.read(SOLUTIONS_DIR / "gan_1d.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3   # loss/gradient curves, histograms with D(x), learning curves
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Wasserstein-1 distance" in text
+    assert os.environ["SMOKE"] == "1"
