@@ -68,3 +68,5 @@ def test_demo_runs_offline_and_prints_a_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "submission" in proc.stdout and "score" in proc.stdout
     assert (tmp_path / "gan" / "grades.csv").is_file()
+    assert (tmp_path / "gan1d" / "grades.csv").is_file()
+    assert "frank_correct" in proc.stdout

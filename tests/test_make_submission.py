@@ -15,8 +15,8 @@ def hw(tmp_path):
     return folder
 
 
-def run(folder):
-    return subprocess.run(["bash", "make_submission.sh"], cwd=folder, capture_output=True, text=True, timeout=60)
+def run(folder, *args):
+    return subprocess.run(["bash", "make_submission.sh", *args], cwd=folder, capture_output=True, text=True, timeout=60)
 
 
 def test_missing_gan_py_fails_with_message(hw):
@@ -24,7 +24,7 @@ def test_missing_gan_py_fails_with_message(hw):
     proc = run(hw)
     assert proc.returncode != 0
     assert "codebase/gan.py is missing" in proc.stderr
-    assert not (hw / "submission.zip").exists()
+    assert not (hw / "gan_submission.zip").exists()
 
 
 def test_syntax_error_fails_with_line(hw):
@@ -42,7 +42,7 @@ def test_packages_gan_py_and_latest_grid_of_each_run(hw):
         (hw / folder / "learning_curve.png").write_bytes(b"png")
     proc = run(hw)
     assert proc.returncode == 0, proc.stderr
-    names = set(zipfile.ZipFile(hw / "submission.zip").namelist())
+    names = set(zipfile.ZipFile(hw / "gan_submission.zip").namelist())
     assert names == {"codebase/gan.py", "out_nonsaturating/fake_0937.png", "out_nonsaturating/learning_curve.png",
                      "out_wasserstein_gp/fake_0050.png", "out_wasserstein_gp/learning_curve.png"}
     assert "no samples from out_nonsaturating_conditional" in proc.stderr  # warned, not refused
@@ -52,6 +52,30 @@ def test_submission_zip_grades(hw, gan_assignment):
     from grader.grade import grade
 
     assert run(hw).returncode == 0
-    result = grade(gan_assignment, hw / "submission.zip")
+    result = grade(gan_assignment, hw / "gan_submission.zip")
     assert result.status == "ok" and result.score == 0
     assert all("not implemented" in t.output for t in result.tests if not t.manual)
+
+
+def test_notebook_packaged_when_valid(hw):
+    proc = run(hw, "gan1d")
+    assert proc.returncode == 0, proc.stderr
+    assert zipfile.ZipFile(hw / "gan1d_submission.zip").namelist() == ["gan_1d.ipynb"]
+
+
+@pytest.mark.parametrize("breakage,says", [
+    (lambda p: p.unlink(), "gan_1d.ipynb is missing"),
+    (lambda p: p.write_text("{oops"), "not a valid notebook"),
+    (lambda p: p.write_text(p.read_text().replace("def train(", "def training(")), "does not define train"),
+    (lambda p: p.write_bytes(p.read_bytes() + b" " * (21 << 20)), "the limit is 20 MB"),
+])
+def test_notebook_problems_are_refused(hw, breakage, says):
+    breakage(hw / "gan_1d.ipynb")
+    proc = run(hw, "gan1d")
+    assert proc.returncode != 0 and says in proc.stderr
+    assert not (hw / "gan1d_submission.zip").exists()
+
+
+def test_unknown_assignment_lists_the_choices(hw):
+    proc = run(hw, "vea")
+    assert proc.returncode != 0 and "choose one of: gan, gan1d" in proc.stderr
