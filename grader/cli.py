@@ -18,6 +18,7 @@ from . import __version__, report
 from .config import Assignment, ConfigError, available, load_assignment
 from .grade import GradeResult, grade
 from .paths import ASSIGNMENTS_DIR
+from .submission import submission_name
 
 
 class UsageError(Exception):
@@ -53,6 +54,17 @@ def expand_submissions(paths: list[Path], assignment: Assignment) -> list[Path]:
     return out
 
 
+def unique_names(paths: list[Path]) -> list[str]:
+    """Report names for the submissions; repeated names get -2, -3, ... so no output is overwritten."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        base = report.safe_name(submission_name(p))
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return names
+
+
 def _is_single(folder: Path, assignment: Assignment) -> bool:
     for rel in assignment.required_files:
         first = Path(rel).parts[0]
@@ -65,13 +77,14 @@ def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, job
               quiet: bool = False) -> list[GradeResult]:
     """Grade submissions into ``out``: results.json and feedback.md each, then grades.csv."""
     paths = expand_submissions(submissions, assignment)
+    names = unique_names(paths)
     out.mkdir(parents=True, exist_ok=True)
     results: list[GradeResult | None] = [None] * len(paths)
     start, done = time.monotonic(), 0
 
     def one(i: int) -> None:
         nonlocal done
-        r = grade(assignment, paths[i])
+        r = grade(assignment, paths[i], name=names[i])
         report.write_submission_reports(r, out)
         results[i] = r
         done += 1

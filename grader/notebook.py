@@ -5,7 +5,8 @@ name. The module keeps what defines things: imports (each wrapped so that a
 package missing on the grading machine does not sink the whole module),
 function and class definitions, and assignments of constants (``SMOKE = True``,
 ``MU, SIGMA = 4.0, 1.25``, ``device = torch.device("cpu")``) together with
-``if`` blocks that only hold such assignments. Everything else (training
+``if`` blocks that only hold such assignments (each wrapped too, since one may
+use a name defined by a dropped line). Everything else (training
 runs, plots, prints, magics) is dropped, because the grader calls the
 functions itself.
 """
@@ -97,9 +98,9 @@ def _keep(node: ast.stmt) -> bool:
     return False
 
 
-def _wrap_import(node: ast.stmt) -> ast.stmt:
-    """``try: <import> except ImportError: pass``."""
-    return ast.Try(body=[node], handlers=[ast.ExceptHandler(type=ast.Name("ImportError", ast.Load()),
+def _guard(node: ast.stmt, error: str) -> ast.stmt:
+    """``try: <node> except <error>: pass``: one failing line must not sink the module."""
+    return ast.Try(body=[node], handlers=[ast.ExceptHandler(type=ast.Name(error, ast.Load()),
                                                               name=None, body=[ast.Pass()])],
                    orelse=[], finalbody=[])
 
@@ -119,7 +120,11 @@ def extract(text: str, graded: list[str]) -> Extracted:
                 continue
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in graded:
                 result.cells.setdefault(node.name, []).append(number)
-            body.append(_wrap_import(node) if isinstance(node, (ast.Import, ast.ImportFrom)) else node)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                node = _guard(node, "ImportError")
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.If)):
+                node = _guard(node, "Exception")   # e.g. a constant computed from a dropped name
+            body.append(node)
     module = ast.Module(body=body, type_ignores=[])
     result.source = ast.unparse(ast.fix_missing_locations(module)) + "\n"
     return result

@@ -46,19 +46,25 @@ def load(relpath: str, root: Path = SOLUTIONS_DIR) -> ModuleType:
 
 
 @contextlib.contextmanager
-def replay(randn: list[torch.Tensor] = (), rand: list[torch.Tensor] = ()) -> Iterator[None]:
-    """Within the block, torch.randn / torch.rand return the given tensors in order.
+def replay(randn: list[torch.Tensor] = (), rand: list[torch.Tensor] = (),
+           randn_like: list[torch.Tensor] = (), bernoulli: list[torch.Tensor] = ()) -> Iterator[None]:
+    """Within the block, these torch samplers return the given tensors, in order.
 
-    Each replayed tensor is reshaped to the size the caller asks for, so the
+    Each replayed tensor is reshaped to the size the caller asks for (for the
+    ``*_like`` and ``bernoulli`` forms, the shape of their tensor argument), so the
     reference may ask for (B, 1, 1, 1) where the student drew (B,).
     """
-    queues = {"randn": list(randn), "rand": list(rand)}
+    queues = {"randn": list(randn), "rand": list(rand), "randn_like": list(randn_like),
+              "bernoulli": list(bernoulli)}
     originals = {name: getattr(torch, name) for name in queues}
 
     def make(name: str):
         def draw(*size, **kwargs):
             if not queues[name]:
                 return originals[name](*size, **kwargs)
+            if name in ("randn_like", "bernoulli"):
+                like = size[0]
+                return queues[name].pop(0).reshape(like.shape).to(dtype=like.dtype).clone()
             shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
             value = queues[name].pop(0)
             dtype = kwargs.get("dtype") or torch.get_default_dtype()

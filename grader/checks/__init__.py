@@ -22,6 +22,8 @@ PLUGINS = (
     "grader.checks.gan_hidden",
     "grader.checks.gan1d",
     "grader.checks.gan1d_hidden",
+    "grader.checks.vae",
+    "grader.checks.vae_hidden",
 )
 
 

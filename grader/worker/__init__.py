@@ -7,5 +7,6 @@ relative imports. The parent process never imports student code.
 
 from .gan import PROBES as _GAN_PROBES
 from .gan1d import PROBES as _GAN1D_PROBES
+from .vae import PROBES as _VAE_PROBES
 
-PROBE_KINDS: dict = {**_GAN_PROBES, **_GAN1D_PROBES}
+PROBE_KINDS: dict = {**_GAN_PROBES, **_GAN1D_PROBES, **_VAE_PROBES}
