@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import checks
+from . import checks, reference
 from .config import Assignment, Part
 from .notebook import NotebookError, extract
 from .paths import REPO_ROOT
@@ -106,6 +106,16 @@ def _fill_support(files_dir: Path, assignment: Assignment) -> None:
                 shutil.copyfile(f, dest)
 
 
+def _prepare_checks(assignment: Assignment, public_only: bool) -> None:
+    """Import the checks, and load the reference while the worker runs (a notebook takes seconds)."""
+    checks.load_plugins()
+    if not public_only:
+        try:
+            reference.load(assignment.module)
+        except Exception:  # noqa: BLE001 - absent in a student bundle; a check will say so if it needs it
+            pass
+
+
 def _status(outcomes: dict[str, ProbeOutcome]) -> str:
     statuses = {o.status for o in outcomes.values()}
     for s in ("timeout", "crashed", "missing"):
@@ -143,7 +153,7 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
                                    _all_failed(assignment, msg, public_only), "invalid",
                                    time.monotonic() - start, problems=[msg])
         # import the checks (and torch) while the worker imports its own copy: two cores, half the wait
-        loader = threading.Thread(target=checks.load_plugins, daemon=True)
+        loader = threading.Thread(target=_prepare_checks, args=(assignment, public_only), daemon=True)
         loader.start()
         run = run_probes(sub.files_dir, module, _probes(assignment), REPO_ROOT, limits,
                          display=assignment.module)

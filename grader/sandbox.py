@@ -124,6 +124,7 @@ def _bootstrap(worker_parent: str, worker_name: str, sys_paths: list[str], drop:
         f"if {drop!r} and os.getuid() == 0:\n"
         f"    os.chown(sys.argv[2], {NOBODY}, {NOBODY})\n"
         f"    os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
+        "sys.path[:] = [p for p in sys.path if p not in ('', '.')]  # nothing from the scratch folder\n"
         f"sys.path[:0] = [{worker_parent!r}] + [p for p in {sys_paths!r} if p not in sys.path]\n"
         f"from {worker_name}.main import main\n"
         "main(sys.argv[1])\n"
@@ -353,6 +354,7 @@ def _run_worker(sub_dir: Path, scratch: Path, module: str, probes: list[dict], r
                "max_output_bytes": limits.max_output_bytes}
     cmd, _inside, layers = _command(sub_dir, scratch, request, repo_root)
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "MPLBACKEND": "Agg",
            "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(scratch), "DGM_WORKER": "1"}
     if os.name == "nt":  # pragma: no cover - Windows needs its system variables to start Python
         env = {**os.environ, **{k: v for k, v in env.items() if k != "PATH"}}

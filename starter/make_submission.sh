@@ -3,6 +3,7 @@
 #
 #   ./make_submission.sh            the gan assignment   -> gan_submission.zip
 #   ./make_submission.sh gan1d      the 1-D GAN notebook -> gan1d_submission.zip
+#   ./make_submission.sh vae        the VAE notebook     -> vae_submission.zip
 #
 # gan: checks that codebase/gan.py exists and parses, then zips it with the latest
 # sample grid and learning curve of every out_* training folder.
@@ -30,6 +31,8 @@ MAX_NOTEBOOK_MB = 20
 ASSIGNMENTS = {
     "gan": {"files": ["codebase/gan.py"], "samples": True},
     "gan1d": {"notebook": "gan_1d.ipynb", "functions": ["discriminator_loss", "generator_loss", "train"]},
+    "vae": {"notebook": "vae_wake_sleep.ipynb",
+            "functions": ["gaussian_kl", "wake_loss", "sleep_loss", "iwae_bound", "train_wake_sleep"]},
 }
 TRAINING_RUNS = {
     "out_nonsaturating": "python run_gan.py --loss_type nonsaturating",

@@ -4,25 +4,13 @@ Each variant replaces one function of the reference notebook. ``passes`` lists
 the checks of that function's tests that must pass (all others must fail), and
 ``says`` is a phrase that every failure message of that function must contain.
 """
-import json
-from dataclasses import dataclass
+from catalogue import V
 
 ALL_D = {"gan1d.finite", "gan1d.values"}
 ALL_G = {"gan1d.finite", "gan1d.vanishing", "gan1d.values"}
 ALL_T = {"gan1d.train_structure", "gan1d.fit"}
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    function: str
-    source: str
-    passes: frozenset
-    says: str = ""
-
-
-def V(name, function, source, passes, says=""):
-    return Variant(name, function, source, frozenset(passes), says)
 
 
 VARIANTS = [
@@ -183,29 +171,3 @@ def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callb
     return {"d_loss": [], "g_loss": []}
 ''', {"gan1d.train_structure"}, "Wasserstein-1"),
 ]
-
-
-def replace_function(nb_text: str, name: str, new_source: str) -> str:
-    """The notebook with the definition of ``name`` replaced (in whichever cell holds it)."""
-    nb = json.loads(nb_text)
-    for cell in nb["cells"]:
-        src = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
-        if f"def {name}(" in src:
-            start = src.index(f"def {name}(")
-            nxt = src.find("\ndef ", start + 1)
-            rest = "" if nxt == -1 else "\n\n" + src[nxt + 1:]
-            cell["source"] = (src[:start] + new_source.strip("\n") + "\n" + rest).splitlines(keepends=True)
-            return json.dumps(nb)
-    raise KeyError(name)
-
-
-def batches(variants=VARIANTS):
-    out = []
-    for v in variants:
-        for b in out:
-            if all(x.function != v.function for x in b):
-                b.append(v)
-                break
-        else:
-            out.append([v])
-    return out

@@ -309,18 +309,6 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
 ]
 
 
-def batches(variants=VARIANTS) -> list[list[Variant]]:
-    """Group variants so that each batch changes each function at most once."""
-    out: list[list[Variant]] = []
-    for v in variants:
-        for batch in out:
-            if all(b.function != v.function for b in batch):
-                batch.append(v)
-                break
-        else:
-            out.append([v])
-    return out
-
 
 def apply(reference_source: str, batch: list[Variant]) -> str:
     """The reference gan.py with each variant's function replacing the original definition."""

@@ -69,4 +69,5 @@ def test_demo_runs_offline_and_prints_a_table(tmp_path):
     assert "submission" in proc.stdout and "score" in proc.stdout
     assert (tmp_path / "gan" / "grades.csv").is_file()
     assert (tmp_path / "gan1d" / "grades.csv").is_file()
+    assert (tmp_path / "vae" / "grades.csv").is_file()
     assert "frank_correct" in proc.stdout

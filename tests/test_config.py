@@ -16,6 +16,12 @@ def test_gan_points_match_the_course():
     assert sum(m.points for m in a.manual) == 65
 
 
+@pytest.mark.parametrize("name,total,auto", [("gan1d", 60, 20), ("vae", 65, 20)])
+def test_notebook_assignment_points_match_the_course(name, total, auto):
+    a = load_assignment(name)
+    assert (a.total_points, a.auto_points) == (total, auto)
+
+
 def test_unknown_key_is_named():
     bad = dict(MINIMAL, pionts=3)
     with pytest.raises(ConfigError, match="unknown key.*pionts"):

@@ -57,10 +57,11 @@ def test_submission_zip_grades(hw, gan_assignment):
     assert all("not implemented" in t.output for t in result.tests if not t.manual)
 
 
-def test_notebook_packaged_when_valid(hw):
-    proc = run(hw, "gan1d")
+@pytest.mark.parametrize("assignment,notebook", [("gan1d", "gan_1d.ipynb"), ("vae", "vae_wake_sleep.ipynb")])
+def test_notebook_packaged_when_valid(hw, assignment, notebook):
+    proc = run(hw, assignment)
     assert proc.returncode == 0, proc.stderr
-    assert zipfile.ZipFile(hw / "gan1d_submission.zip").namelist() == ["gan_1d.ipynb"]
+    assert zipfile.ZipFile(hw / f"{assignment}_submission.zip").namelist() == [notebook]
 
 
 @pytest.mark.parametrize("breakage,says", [
@@ -78,4 +79,4 @@ def test_notebook_problems_are_refused(hw, breakage, says):
 
 def test_unknown_assignment_lists_the_choices(hw):
     proc = run(hw, "vea")
-    assert proc.returncode != 0 and "choose one of: gan, gan1d" in proc.stderr
+    assert proc.returncode != 0 and "choose one of: gan, gan1d, vae" in proc.stderr

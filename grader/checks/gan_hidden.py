@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .. import reference
 from ..worker import nets
-from ..worker.gan import flat_grad
+from ..worker.record import flat_grad
 from . import CheckContext, CheckResult, register
 from .compare import close_vector, compare, fmt
 from .gan import find_interpolation, read_draws, z_problem
@@ -50,13 +50,13 @@ def _evaluate(ctx: CheckContext, z: np.ndarray, alpha: np.ndarray | None) -> Eva
     with reference.replay(randn=[z_t], rand=a_t):
         extra = (y_real,) if conditional else ()
         d_loss, g_loss = fn(g, d, x_real, *extra, device=cpu)
-    d_grad, _ = flat_grad(d_loss, d)
-    g_grad, _ = flat_grad(g_loss, g)
+    d_grad, _ = flat_grad(d_loss, list(d.parameters()))
+    g_grad, _ = flat_grad(g_loss, list(g.parameters()))
     terms = _terms(g, d, x_real, y_real if conditional else None, z_t, a_t[0])
     ev = Evaluation(d_loss.item(), g_loss.item(), d_grad, g_grad, terms)
     if args.get("penalty"):
         critic = d(g(z_t).detach()).mean() - d(x_real).mean() + LAMBDA * terms["penalty"]
-        ev.d_grad_critic_only, _ = flat_grad(critic, d)
+        ev.d_grad_critic_only, _ = flat_grad(critic, list(d.parameters()))
     return ev
 
 

@@ -71,7 +71,7 @@ def validate_iwae(arrays: dict, args: dict) -> str | None:
 
 @register_validator("vae_train")
 def validate_train(arrays: dict, args: dict) -> str | None:
-    for key in ("dec_steps", "enc_steps", "both_steps", "history_wake", "history_sleep"):
+    for key in ("dec_steps", "enc_steps", "both_steps", "dec_lr_ok", "enc_lr_ok", "history_wake", "history_sleep"):
         a = arrays.get(key)
         if a is None or a.shape != (1,) or not np.isfinite(a[0]) or a[0] < 0 or a[0] != round(a[0]):
             return f"{key} is missing or not a count"
@@ -270,6 +270,10 @@ def train_structure(ctx: CheckContext) -> CheckResult:
         problems.append(f"expected one wake (decoder) step per batch ({n} batches), saw {dec}")
     if enc != n:
         problems.append(f"expected one sleep (encoder) step per batch ({n} batches), saw {enc}")
+    if dec == n and a["dec_lr_ok"][0] != dec:
+        problems.append("the wake steps should use the learning rate lr_wake")
+    if enc == n and a["enc_lr_ok"][0] != enc:
+        problems.append("the sleep steps should use the learning rate lr_sleep (one optimiser per phase)")
     if a["history_wake"][0] != 1 or a["history_sleep"][0] != 1:
         problems.append("history['wake'] and history['sleep'] should hold one mean loss per epoch")
     return CheckResult(not problems, "\n".join(problems))

@@ -16,7 +16,17 @@ from .. import reference
 from ..worker.vae import BATCH, LATENT, kl_cases, make_images, make_model
 from . import CheckContext, CheckResult, register
 from .compare import close_vector, compare
-from .vae import calls, iwae_samples, log_bernoulli, log_normal, posterior
+from .vae import (
+    calls,
+    iwae_props,
+    iwae_samples,
+    kl_props,
+    log_bernoulli,
+    log_normal,
+    posterior,
+    sleep_props,
+    wake_props,
+)
 
 REFERENCE_FILE = "vae_wake_sleep.ipynb"
 LOG_2PI_TERM = 0.5 * LATENT * math.log(2 * math.pi)
@@ -36,9 +46,18 @@ def _close(a: float, b: float, rtol: float = 1e-4) -> bool:
     return abs(a - b) <= 1e-5 + rtol * abs(b)
 
 
+def _requires(public, ctx: CheckContext) -> CheckResult | None:
+    """A value check first needs the function's public properties: replaying a wrong draw (z = mu,
+    one noise for all k) or a loss that trains the wrong network would otherwise look right."""
+    res = public(ctx)
+    return None if res.passed else CheckResult(False, res.message)
+
+
 @register("vae.kl_values")
 def kl_values(ctx: CheckContext) -> CheckResult:
     """KL values and gradients equal the closed form, on random and extreme inputs."""
+    if ctx.outcome.arrays["random_value"].size != kl_cases(ctx.probe_args["seed"])["random"][0].shape[0]:
+        return _requires(kl_props, ctx) or CheckResult(False, "expected one KL per example")
     a, problems, hint = ctx.outcome.arrays, [], None
     for case, (mu, logvar) in kl_cases(ctx.probe_args["seed"]).items():
         m, lv = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
@@ -71,6 +90,8 @@ def kl_values(ctx: CheckContext) -> CheckResult:
 @register("vae.wake_values")
 def wake_values(ctx: CheckContext) -> CheckResult:
     """The wake loss and its decoder gradient equal the reference on the student's z."""
+    if (failed := _requires(wake_props, ctx)) is not None:
+        return failed
     a, seed = ctx.outcome.arrays, ctx.probe_args["seed"]
     zs = [z for z in calls(a, "decode_in") if z.shape == (BATCH, LATENT)]
     if a["value"].size != 1 or not zs:
@@ -100,6 +121,8 @@ def wake_values(ctx: CheckContext) -> CheckResult:
 @register("vae.sleep_values")
 def sleep_values(ctx: CheckContext) -> CheckResult:
     """The sleep loss and its encoder gradient equal the reference on the student's dreams."""
+    if (failed := _requires(sleep_props, ctx)) is not None:
+        return failed
     a, seed, n = ctx.outcome.arrays, ctx.probe_args["seed"], int(ctx.probe_args.get("num_samples", 64))
     zs = [z for z in calls(a, "decode_in") if z.shape == (n, LATENT)]
     xs = [x for x in calls(a, "encode_in") if x.shape == (n, 784)]
@@ -130,6 +153,11 @@ def sleep_values(ctx: CheckContext) -> CheckResult:
 def iwae_values(ctx: CheckContext) -> CheckResult:
     """L_k per example equals the reference on the student's own k samples (k = 1 and 5)."""
     a, seed = ctx.outcome.arrays, ctx.probe_args["seed"]
+    if not all(np.all(np.isfinite(a[f"k{k}_value"])) and a[f"k{k}_value"].size == BATCH for k in (1, 5)):
+        return _requires(iwae_props, ctx) or CheckResult(False, "L_k must be finite, one per example")
+    z5, _ = iwae_samples(ctx, 5)
+    if z5 is not None and float((z5 - z5[0:1]).abs().max()) < 1e-7:
+        return CheckResult(False, "the k samples per example are identical: draw fresh noise for each sample")
     x = make_images(seed)
     mu, logvar = posterior(seed, x)
     problems, hint = [], None

@@ -10,20 +10,7 @@ import numpy as np
 import torch
 
 from . import nets
-from .record import InputRecorder
-
-
-def flat_grad(loss: torch.Tensor, module: torch.nn.Module) -> tuple[np.ndarray, int]:
-    """(gradient of a scalar loss w.r.t. module's parameters, flattened; 1 if connected else 0)."""
-    params = list(module.parameters())
-    size = sum(p.numel() for p in params)
-    if not loss.requires_grad:
-        return np.zeros(size), 0
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    if all(g is None for g in grads):
-        return np.zeros(size), 0
-    flat = [torch.zeros(p.numel()) if g is None else g.reshape(-1) for p, g in zip(params, grads)]
-    return torch.cat(flat).double().numpy(), 1
+from .record import InputRecorder, flat_grad
 
 
 def _as_tensor(value: object, name: str) -> torch.Tensor:
@@ -57,7 +44,7 @@ def probe_loss(module: object, args: dict) -> dict[str, np.ndarray]:
         out[f"{name}_loss"] = loss.detach().double().reshape(-1).numpy().copy()
         out[f"{name}_loss_shape"] = np.asarray(loss.shape, dtype=np.float64)
         if loss.numel() == 1:
-            grad, ok = flat_grad(loss.reshape(()), net)
+            grad, ok = flat_grad(loss.reshape(()), list(net.parameters()))
         else:
             grad, ok = np.zeros(0), 0
         out[f"{name}_grad"], out[f"{name}_grad_ok"] = grad, np.asarray([ok], dtype=np.float64)

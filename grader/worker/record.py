@@ -1,4 +1,5 @@
-"""Record what reaches a network: every forward call's inputs, detached copies."""
+"""Helpers shared by the probes: record what reaches a network; flatten a loss's gradient."""
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -17,3 +18,15 @@ class InputRecorder:
 
     def remove(self) -> None:
         self._handle.remove()
+
+
+def flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> tuple[np.ndarray, int]:
+    """(d loss / d params flattened into one float64 vector, 1 if loss reaches any of them else 0)."""
+    size = sum(p.numel() for p in params)
+    if not loss.requires_grad:
+        return np.zeros(size), 0
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    if all(g is None for g in grads):
+        return np.zeros(size), 0
+    flat = [torch.zeros(p.numel()) if g is None else g.reshape(-1) for p, g in zip(params, grads)]
+    return torch.cat(flat).double().numpy(), 1

@@ -10,13 +10,16 @@ Arrays returned:
                 encode_in{i}, decode_in{i} (what reached the networks, call by call)
     vae_iwae:   k{k}_value (B,), k{k}_decode_in{i}, k{k}_encode_in{i} for k in (1, 5), and
                 exact_value (B,) on the model where log p(x) is exact
-    vae_train:  dec_steps, enc_steps, both_steps, history_wake, history_sleep (lengths)
+    vae_train:  dec_steps, enc_steps, both_steps, dec_lr_ok, enc_lr_ok (steps with the right learning
+                rate), history_wake, history_sleep (lengths)
 """
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from .record import flat_grad
 
 LATENT = 2
 BATCH = 16
@@ -81,17 +84,6 @@ def kl_cases(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     }
 
 
-def _grad(loss: torch.Tensor, params: list) -> tuple[np.ndarray, int]:
-    size = sum(p.numel() for p in params)
-    if not loss.requires_grad:
-        return np.zeros(size), 0
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    if all(g is None for g in grads):
-        return np.zeros(size), 0
-    return torch.cat([torch.zeros(p.numel()) if g is None else g.reshape(-1)
-                      for p, g in zip(params, grads)]).double().numpy(), 1
-
-
 def _calls(out: dict, prefix: str, calls: list[torch.Tensor]) -> None:
     for i, t in enumerate(calls[:8]):
         out[f"{prefix}{i}"] = t.double().numpy()
@@ -128,7 +120,7 @@ def _phase(module: object, args: dict, call) -> dict[str, np.ndarray]:
            "value_shape": np.asarray(loss.shape, dtype=np.float64)}
     scalar = loss.reshape(()) if loss.numel() == 1 else None
     for name, params in (("enc", model.encoder_parameters()), ("dec", model.decoder_parameters())):
-        grad, ok = _grad(scalar, params) if scalar is not None else (np.zeros(0), 0)
+        grad, ok = flat_grad(scalar, params) if scalar is not None else (np.zeros(0), 0)
         out[f"{name}_grad"], out[f"{name}_grad_ok"] = grad, np.asarray([float(ok)])
     _calls(out, "encode_in", model.encode_calls)
     _calls(out, "decode_in", model.decode_calls)
@@ -175,25 +167,29 @@ def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
     seed = int(args["seed"])
     model = make_model(seed)
     enc, dec = model.encoder_parameters(), model.decoder_parameters()
-    counts = {"dec_steps": 0, "enc_steps": 0, "both_steps": 0}
+    counts = {"dec_steps": 0, "enc_steps": 0, "both_steps": 0, "dec_lr_ok": 0, "enc_lr_ok": 0}
+    lr_wake, lr_sleep = 1e-3, 1e-5
     versions = {"enc": [p._version for p in enc], "dec": [p._version for p in dec]}
 
-    def after_step(_opt, _args, _kwargs) -> None:
+    def after_step(opt, _args, _kwargs) -> None:
         now = {"enc": [p._version for p in enc], "dec": [p._version for p in dec]}
         e, d = now["enc"] != versions["enc"], now["dec"] != versions["dec"]
+        lrs = {float(g.get("lr", -1)) for g in opt.param_groups}
         if e and d:
             counts["both_steps"] += 1
         elif d:
             counts["dec_steps"] += 1
+            counts["dec_lr_ok"] += lrs == {lr_wake}
         elif e:
             counts["enc_steps"] += 1
+            counts["enc_lr_ok"] += lrs == {lr_sleep}
         versions.update(now)
 
     batches = [(make_images(seed + i).reshape(-1, 1, 28, 28), torch.zeros(BATCH, dtype=torch.long))
                for i in range(int(args.get("batches", 3)))]
     hook = register_optimizer_step_post_hook(after_step)
     try:
-        history = module.train_wake_sleep(model, batches, 1, lr_wake=1e-3, lr_sleep=1e-5)
+        history = module.train_wake_sleep(model, batches, 1, lr_wake=lr_wake, lr_sleep=lr_sleep)
     finally:
         hook.remove()
     out = {key: np.asarray([float(v)]) for key, v in counts.items()}
