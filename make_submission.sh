@@ -8,7 +8,8 @@
 # gan: checks that codebase/gan.py exists and parses, then zips it with the latest
 # sample grid and learning curve of every out_* training folder.
 # Notebooks: checks that the file is notebook JSON, that every graded function is
-# defined, and that it is under 20 MB (outputs with plots are welcome), then zips it.
+# defined, and that it is under 20 MB (outputs with plots are welcome), then zips it
+# with the assignment's short-answers file (<assignment>_answers.yaml) when there is one.
 # It stops with a message and a non-zero exit status when something is wrong.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,7 +32,7 @@ MAX_NOTEBOOK_MB = 20
 ASSIGNMENTS = {
     "gan": {"files": ["codebase/gan.py"], "samples": True},
     "gan1d": {"notebook": "gan_1d.ipynb", "functions": ["discriminator_loss", "generator_loss", "train"]},
-    "vae": {"notebook": "vae_wake_sleep.ipynb",
+    "vae": {"notebook": "vae_wake_sleep.ipynb", "answers": "vae_answers.yaml",
             "functions": ["gaussian_kl", "wake_loss", "sleep_loss", "iwae_bound", "train_wake_sleep"]},
 }
 TRAINING_RUNS = {
@@ -104,6 +105,12 @@ for rel in spec.get("files", []):
 if "notebook" in spec:
     check_notebook(spec["notebook"], spec["functions"])
     files.append(spec["notebook"])
+if "answers" in spec:
+    if os.path.isfile(spec["answers"]):
+        files.append(spec["answers"])
+    else:
+        print(f"make_submission: warning: {spec['answers']} is missing: its short answers will score 0",
+              file=sys.stderr)
 if spec.get("samples"):
     for folder in sorted(glob.glob("out*")):
         if os.path.isdir(folder):

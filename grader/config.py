@@ -25,6 +25,7 @@ class Test:
     points: float = 0.0          # max score of this test
     public: bool = False         # shipped to students and run by `grader check`
     visibility: str = ""         # Gradescope visibility; default visible if public else after_published
+    args: dict | None = None     # extra arguments for the check (e.g. which short-answer item)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ManualPart:
     name: str
     points: float
     description: str = ""
+    bonus: bool = False          # extra credit: listed, but not part of the total
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Assignment:
 
     @property
     def total_points(self) -> float:
-        return self.auto_points + sum(m.points for m in self.manual)
+        return self.auto_points + sum(m.points for m in self.manual if not m.bonus)
 
 
 def _build(cls: type, data: Any, where: str) -> dict:

@@ -71,9 +71,12 @@ def probe_args(assignment: Assignment, part: Part) -> dict:
     return {"function": part.function, "seed": assignment.seed, **(part.args or {})}
 
 
+PARENT_PROBES = ("answers",)   # parts graded from data alone, in the parent: no student code runs
+
+
 def _probes(assignment: Assignment) -> list[dict]:
     return [{"id": part.key, "kind": part.probe, "args": probe_args(assignment, part)}
-            for part in assignment.parts]
+            for part in assignment.parts if part.probe not in PARENT_PROBES]
 
 
 def _notebook_module(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, str], list[str]]:
@@ -157,8 +160,11 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
         loader.start()
         run = run_probes(sub.files_dir, module, _probes(assignment), REPO_ROOT, limits,
                          display=assignment.module)
+        for part in assignment.parts:
+            if part.probe in PARENT_PROBES:
+                run.outcomes[part.key] = ProbeOutcome(part.key, "ok")
         loader.join()
-        tests, errors = _run_checks(assignment, run.outcomes, public_only)
+        tests, errors = _run_checks(assignment, run.outcomes, public_only, sub.files_dir)
         for t in tests:
             if t.tags and t.tags[0] in notes:
                 t.output = f"{t.output}\n({notes[t.tags[0]]})".strip()
@@ -192,13 +198,13 @@ def _all_failed(assignment: Assignment, message: str, public_only: bool) -> list
 def _manual(assignment: Assignment) -> list[TestResult]:
     return [TestResult(f"{m.name} (graded by course staff)", m.name.split()[0] if m.name[:1].isdigit() else f"M{i}",
                        ["manual"], 0.0, 0.0, True,
-                       f"Graded by hand: {m.points:g} points. {m.description}".strip(), "visible",
+                       f"Graded by hand: {m.points:g} {'bonus ' if m.bonus else ''}points. {m.description}".strip(), "visible",
                        manual=True, manual_points=m.points)
             for i, m in enumerate(assignment.manual, 1)]
 
 
-def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
-                public_only: bool) -> tuple[list[TestResult], list[str]]:
+def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome], public_only: bool,
+                files_dir: Path | None = None) -> tuple[list[TestResult], list[str]]:
     tests, errors = [], []
     contexts: dict[str, checks.CheckContext] = {}
     invalid: dict[str, str | None] = {}
@@ -224,6 +230,7 @@ def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome],
                                     f"the code returned malformed results ({problem})", test.visibility))
             continue
         ctx = contexts.setdefault(part.key, checks.CheckContext(assignment, part, outcome, args))
+        ctx.test_args, ctx.files_dir = dict(test.args or {}), files_dir
         try:
             res = fn(ctx)
         except Exception:  # noqa: BLE001 - a grader fault must not cost the other tests

@@ -310,7 +310,7 @@ def _become_subreaper() -> None:
 
 
 def _sweep_orphans() -> None:
-    """Kill and reap every child of ours that is not a running worker (orphans reparented to us)."""
+    """Kill and reap every child of ours that is not a running worker but carries our marker."""
     for _ in range(20):
         orphans = []
         try:
@@ -330,11 +330,16 @@ def _sweep_orphans() -> None:
                 pass
 
 
+def worker_marker() -> str:
+    """The DGM_WORKER value of this grader's workers: its pid, so two graders never mix them up."""
+    return str(os.getpid())
+
+
 def _is_orphan(pid: int) -> bool:
-    """True for processes carrying our worker marker in their environment (never other children)."""
+    """True for processes carrying this grader's worker marker in their environment."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            return b"DGM_WORKER=1" in f.read()
+            return f"DGM_WORKER={worker_marker()}".encode() in f.read().split(b"\0")
     except OSError:
         return False
 
@@ -355,7 +360,7 @@ def _run_worker(sub_dir: Path, scratch: Path, module: str, probes: list[dict], r
     cmd, _inside, layers = _command(sub_dir, scratch, request, repo_root)
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "MPLBACKEND": "Agg",
-           "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(scratch), "DGM_WORKER": "1"}
+           "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(scratch), "DGM_WORKER": worker_marker()}
     if os.name == "nt":  # pragma: no cover - Windows needs its system variables to start Python
         env = {**os.environ, **{k: v for k, v in env.items() if k != "PATH"}}
     if bwrap_path() is None:

@@ -71,6 +71,15 @@ def strip_notebook(text: str, where: str) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
+ANSWER_LINE = re.compile(r"^(?P<head>\s*answer:).*#\s*SOLUTION\s*$")
+
+
+def strip_answers(text: str) -> str:
+    """Blank every ``answer: ...  # SOLUTION`` line of a short-answers key."""
+    return "".join(m.group("head") + "\n" if (m := ANSWER_LINE.match(line.rstrip("\n"))) else line
+                   for line in text.splitlines(keepends=True))
+
+
 def render(solutions: Path = SOLUTIONS_DIR) -> dict[str, bytes]:
     """relative path -> bytes of every starter file."""
     files: dict[str, bytes] = {}
@@ -82,6 +91,8 @@ def render(solutions: Path = SOLUTIONS_DIR) -> dict[str, bytes]:
             files[rel] = strip_solutions(path.read_text(), rel).encode()
         elif path.suffix == ".ipynb":
             files[rel] = strip_notebook(path.read_text(), rel).encode()
+        elif path.suffix in (".yaml", ".yml"):
+            files[rel] = strip_answers(path.read_text()).encode()
         else:
             files[rel] = path.read_bytes()
     for name in EXTRA_FILES:

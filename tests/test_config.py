@@ -10,13 +10,15 @@ MINIMAL = {"name": "x", "title": "t", "module": "m.py", "required_files": ["m.py
 
 def test_gan_points_match_the_course():
     a = load_assignment("gan")
-    # CS236 HW3 is 100 points (35 of them programming); loss_minimax adds 10.
-    assert a.total_points == 110
+    # CS236 HW3 is 100 points (35 of them programming); problem 6 adds 30 (loss_minimax and
+    # the UW-Madison comparisons), problem 7 (creative adversarial networks) 10 and a bonus.
+    assert a.total_points == 140
     assert a.auto_points == 45
-    assert sum(m.points for m in a.manual) == 65
+    assert sum(m.points for m in a.manual if not m.bonus) == 95
+    assert [m.name[:3] for m in a.manual if m.bonus] == ["7.2"]
 
 
-@pytest.mark.parametrize("name,total,auto", [("gan1d", 60, 20), ("vae", 65, 20)])
+@pytest.mark.parametrize("name,total,auto", [("gan1d", 60, 20), ("vae", 100, 30)])
 def test_notebook_assignment_points_match_the_course(name, total, auto):
     a = load_assignment(name)
     assert (a.total_points, a.auto_points) == (total, auto)

@@ -34,12 +34,15 @@ def replace_function(src: str, name: str, new: str) -> str:
 
 
 def worker_processes() -> list[int]:
-    """Processes started by a grader worker (they carry DGM_WORKER=1 in their environment)."""
+    """Processes started by this test process's workers (marked DGM_WORKER=<our pid>)."""
+    from grader.sandbox import worker_marker
+
+    marker = f"DGM_WORKER={worker_marker()}".encode()
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
-                if b"DGM_WORKER=1" in f.read():
+                if marker in f.read().split(b"\0"):
                     pids.append(int(pid))
         except OSError:
             pass

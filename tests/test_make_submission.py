@@ -61,7 +61,8 @@ def test_submission_zip_grades(hw, gan_assignment):
 def test_notebook_packaged_when_valid(hw, assignment, notebook):
     proc = run(hw, assignment)
     assert proc.returncode == 0, proc.stderr
-    assert zipfile.ZipFile(hw / f"{assignment}_submission.zip").namelist() == [notebook]
+    expected = [notebook] + (["vae_answers.yaml"] if assignment == "vae" else [])
+    assert zipfile.ZipFile(hw / f"{assignment}_submission.zip").namelist() == expected
 
 
 @pytest.mark.parametrize("breakage,says", [

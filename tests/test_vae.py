@@ -1,4 +1,6 @@
 """The vae notebook: reference full marks, starter zero, the variant catalogue, smoke execution."""
+import shutil
+
 import pytest
 
 from catalogue import assert_covers, assert_graded_as_intended, batches, replace_function
@@ -19,11 +21,12 @@ def assignment():
 
 
 def test_reference_full_marks_starter_zero(assignment):
-    ref = grade(assignment, SOLUTIONS_DIR / "vae_wake_sleep.ipynb")
-    assert ref.score == ref.max_score == 20, [t.output for t in ref.tests if not t.passed]
-    start = grade(assignment, STARTER_DIR / "vae_wake_sleep.ipynb")
+    ref = grade(assignment, SOLUTIONS_DIR)   # the notebook and vae_answers.yaml
+    assert ref.score == ref.max_score == 30, [t.output for t in ref.tests if not t.passed]
+    start = grade(assignment, STARTER_DIR)
     assert start.score == 0
-    assert all("not implemented" in t.output for t in start.tests if not t.manual)
+    assert all("not implemented" in t.output for t in start.tests if t.tags[0] in FULL)
+    assert all("not answered" in t.output for t in start.tests if t.tags == ["answers"] and t.max_score)
 
 
 @pytest.mark.parametrize("batch", BATCHES, ids=["+".join(v.name for v in b) for b in BATCHES])
@@ -32,7 +35,8 @@ def test_variant_batch(assignment, tmp_path, batch):
     for v in batch:
         text = replace_function(text, v.function, v.source)
     (tmp_path / "vae_wake_sleep.ipynb").write_text(text)
-    assert_graded_as_intended(assignment, grade(assignment, tmp_path / "vae_wake_sleep.ipynb"), batch)
+    shutil.copy(SOLUTIONS_DIR / "vae_answers.yaml", tmp_path)   # right answers: only the code varies
+    assert_graded_as_intended(assignment, grade(assignment, tmp_path), batch)
 
 
 def test_catalogue_covers_every_function():

@@ -24,6 +24,8 @@ PLUGINS = (
     "grader.checks.gan1d_hidden",
     "grader.checks.vae",
     "grader.checks.vae_hidden",
+    "grader.checks.answers",
+    "grader.checks.answers_hidden",
 )
 
 
@@ -44,6 +46,8 @@ class CheckContext:
     outcome: ProbeOutcome
     probe_args: dict
     cache: dict = field(default_factory=dict)  # shared by the tests of one part
+    test_args: dict = field(default_factory=dict)   # the test's own arguments from assignment.yaml
+    files_dir: object = None                         # the submission's files (data-only checks read them)
 
 
 CheckFn = Callable[[CheckContext], CheckResult]
