@@ -30,7 +30,7 @@ import zipfile
 
 MAX_NOTEBOOK_MB = 20
 ASSIGNMENTS = {
-    "gan": {"files": ["codebase/gan.py"], "samples": True},
+    "gan": {"files": ["codebase/gan.py"], "samples": True, "answers": "gan_answers.yaml"},
     "gan1d": {"notebook": "gan_1d.ipynb", "functions": ["discriminator_loss", "generator_loss", "train"]},
     "vae": {"notebook": "vae_wake_sleep.ipynb", "answers": "vae_answers.yaml",
             "functions": ["gaussian_kl", "wake_loss", "sleep_loss", "iwae_bound", "train_wake_sleep"]},

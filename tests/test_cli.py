@@ -27,7 +27,7 @@ def test_grade_folder_of_submissions(tmp_path):
     assert set(results) == {"alice", "bob", "carol", "dave"}
     assert results["alice"]["score"] == 45
     assert results["bob"]["score"] == 0
-    assert all("SyntaxError" in t["output"] for t in results["bob"]["tests"] if "manual" not in t["tags"])
+    assert all("SyntaxError" in t["output"] for t in results["bob"]["tests"] if t["tags"][0] not in ("manual", "answers"))
     assert results["carol"]["score"] == 35
     minimax = [t for t in results["carol"]["tests"] if t["tags"] == ["loss_minimax"]]
     assert all("defines no function named 'loss_minimax'" in t["output"] for t in minimax)
@@ -60,7 +60,8 @@ def test_check_in_starter_folder_guesses_the_assignment(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "grader check: gan" in proc.stdout
     assert "not implemented" in proc.stdout
-    assert "0/12 public checks passed" in proc.stdout
+    assert "1/13 public checks passed" in proc.stdout   # only the blank answers file is well formed
+    assert "PASS  answers: gan_answers.yaml is well formed" in proc.stdout
 
 
 def test_demo_runs_offline_and_prints_a_table(tmp_path):
@@ -70,4 +71,17 @@ def test_demo_runs_offline_and_prints_a_table(tmp_path):
     assert (tmp_path / "gan" / "grades.csv").is_file()
     assert (tmp_path / "gan1d" / "grades.csv").is_file()
     assert (tmp_path / "vae" / "grades.csv").is_file()
+    totals, maxima = {}, {}   # every bundled example scores what it is there to show
+    for name in ("gan", "gan1d", "vae"):
+        for row in (tmp_path / name / "grades.csv").read_text().splitlines()[1:]:
+            cells = row.split(",")
+            totals[cells[0]], maxima[cells[0]] = float(cells[-3]), float(cells[-2])
+    assert totals["alice_correct"] == 48 and totals["frank_correct"] == 20
+    assert totals["judy_correct_distributions"] == 30
+    for name in ("dave_crashes_at_import", "erin_starter_untouched", "ivan_starter_untouched",
+                 "mallory_starter_untouched"):
+        assert totals[name] == 0, name
+    for name in ("bob_minimax_as_nonsaturating", "carol_no_create_graph", "grace_naive_logs_no_detach",
+                 "heidi_kinds_swapped", "karl_no_log_k_wake_trains_encoder", "lena_kl_missing_half_one_noise"):
+        assert 0 < totals[name] < maxima[name], name
     assert "frank_correct" in proc.stdout

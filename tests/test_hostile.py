@@ -76,7 +76,7 @@ def attack(gan_assignment, tmp_path):
         [result] = run_grade(assignment=assignment, submissions=[sub], out=out, quiet=True)
         written = json.loads((out / result.submission / "results.json").read_text())
         assert written["score"] == result.score <= max_honest
-        assert len([t for t in written["tests"] if "manual" not in t["tags"]]) == 20
+        assert len([t for t in written["tests"] if "manual" not in t["tags"]]) == 24  # 20 code, 4 answers
         assert all(t["tags"] for t in written["tests"])
         rows = (out / "grades.csv").read_text().splitlines()
         assert len(rows) == 2 and rows[1].split(",")[-3] == f"{result.score:g}"
@@ -100,7 +100,7 @@ def minimax_tests(results):
 ])
 def test_hostile_import(attack, prefix, says):
     r = attack(prefix + REFERENCE_GAN, 0)
-    assert all(says in t["output"] for t in r["tests"] if "manual" not in t["tags"])
+    assert all(says in t["output"] for t in r["tests"] if t["tags"][0] not in ("manual", "answers"))
 
 
 @pytest.mark.parametrize("body,says", [

@@ -43,8 +43,9 @@ def test_packages_gan_py_and_latest_grid_of_each_run(hw):
     proc = run(hw)
     assert proc.returncode == 0, proc.stderr
     names = set(zipfile.ZipFile(hw / "gan_submission.zip").namelist())
-    assert names == {"codebase/gan.py", "out_nonsaturating/fake_0937.png", "out_nonsaturating/learning_curve.png",
-                     "out_wasserstein_gp/fake_0050.png", "out_wasserstein_gp/learning_curve.png"}
+    assert names == {"codebase/gan.py", "gan_answers.yaml", "out_nonsaturating/fake_0937.png",
+                     "out_nonsaturating/learning_curve.png", "out_wasserstein_gp/fake_0050.png",
+                     "out_wasserstein_gp/learning_curve.png"}
     assert "no samples from out_nonsaturating_conditional" in proc.stderr  # warned, not refused
 
 
@@ -54,7 +55,8 @@ def test_submission_zip_grades(hw, gan_assignment):
     assert run(hw).returncode == 0
     result = grade(gan_assignment, hw / "gan_submission.zip")
     assert result.status == "ok" and result.score == 0
-    assert all("not implemented" in t.output for t in result.tests if not t.manual)
+    assert all("not implemented" in t.output for t in result.tests if not t.manual and t.tags != ["answers"])
+    assert all("not answered" in t.output for t in result.tests if t.tags == ["answers"] and t.max_score)
 
 
 @pytest.mark.parametrize("assignment,notebook", [("gan1d", "gan_1d.ipynb"), ("vae", "vae_wake_sleep.ipynb")])

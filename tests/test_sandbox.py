@@ -26,7 +26,7 @@ def test_sys_exit_at_import_fails_every_part_with_a_message(gan_assignment, tmp_
     sub = write_gan(tmp_path / "s", "import sys\nsys.exit(0)\n" + REFERENCE_GAN)
     r = grade(gan_assignment, sub, limits=FAST)
     assert r.score == 0
-    assert all("sys.exit(0)" in t.output for t in r.tests if not t.manual)
+    assert all("sys.exit(0)" in t.output for t in r.tests if not t.manual and t.tags != ["answers"])
 
 
 @pytest.mark.parametrize("body,says", [

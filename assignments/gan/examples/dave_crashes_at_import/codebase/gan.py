@@ -1,6 +1,8 @@
 import torch
 import torch.nn.functional as F
 
+from codebase.helpers import sample_z  # noqa: F401  (a file the student forgot to submit)
+
 
 def loss_minimax(g, d, x_real, *, device):
     """Discriminator loss and the original (minimax, saturating) generator loss.
