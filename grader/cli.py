@@ -74,8 +74,9 @@ def _is_single(folder: Path, assignment: Assignment) -> bool:
 
 
 def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, jobs: int = 1,
-              quiet: bool = False) -> list[GradeResult]:
-    """Grade submissions into ``out``: results.json and feedback.md each, then grades.csv."""
+              quiet: bool = False, make_zip: bool = False) -> list[GradeResult]:
+    """Grade submissions into ``out``: results.json and feedback.md each, then grades.csv,
+    summary.md and summary.png (and ``out``.zip of all of it with ``make_zip``)."""
     paths = expand_submissions(submissions, assignment)
     names = unique_names(paths)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,10 @@ def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, job
         list(pool.map(one, range(len(paths))))
     final = [r for r in results if r is not None]
     report.grades_csv(final, out / "grades.csv")
+    report.write_atomic(out / "summary.md", report.summary(final))
+    report.summary_png(final, out / "summary.png")
+    if make_zip:
+        report.zip_all(out, out.with_name(out.name + ".zip"))
     return final
 
 
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assignment", required=True, help=f"one of {', '.join(available())}")
     p.add_argument("--out", default=Path("out"), type=Path, help="output folder (default out/)")
     p.add_argument("--jobs", default=1, type=int, help="submissions graded in parallel (default 1)")
+    p.add_argument("--zip", action="store_true", help="also write OUT.zip with everything, for upload")
     p.add_argument("submissions", nargs="+", type=Path, help="zips, folders, or folders of many submissions")
 
     p = sub.add_parser("demo", help="grade the bundled example submissions (no network)")
@@ -183,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise UsageError("--jobs must be at least 1")
             results = run_grade(assignment=_assignment(args.assignment), submissions=args.submissions,
-                                out=args.out, jobs=args.jobs)
+                                out=args.out, jobs=args.jobs, make_zip=args.zip)
             print(report.table(results))
-            print(f"Wrote {args.out}/<submission>/results.json, feedback.md and {args.out}/grades.csv")
+            print(f"Wrote {args.out}/<submission>/results.json and feedback.md, {args.out}/grades.csv, "
+                  f"summary.md and summary.png" + (f", and {args.out}.zip" if args.zip else ""))
         else:
             results = run_demo(out=args.out)
     except (UsageError, ConfigError) as err:

@@ -133,3 +133,73 @@ def _gist(outputs: list[str]) -> str:
             return line.removeprefix("Likely mistake: ")[:110]
     first = text.strip().splitlines()[0] if text.strip() else "failed"
     return first[:110]
+
+
+def summary(results: list[GradeResult]) -> str:
+    """Markdown for staff: the distribution of totals and the pass rate of every test."""
+    if not results:
+        return "# Summary\n\nNo submissions.\n"
+    top = max(r.max_score for r in results) or 1.0
+    bins = [0] * 10
+    for r in results:
+        bins[min(9, int(10 * r.score / top))] += 1
+    lines = [f"# Summary: {len(results)} submissions", "",
+             f"Mean {sum(r.score for r in results) / len(results):.2f} / {top:g}; "
+             f"statuses: " + ", ".join(f"{s} {sum(r.status == s for r in results)}"
+                                       for s in sorted({r.status for r in results})), "",
+             "## Totals", "", "```"]
+    for i, n in enumerate(bins):
+        lines.append(f"{i * top / 10:>6.1f}-{(i + 1) * top / 10:<6.1f} {'#' * n} {n}")
+    lines += ["```", "", "## Pass rate of every test (lowest first)", "", "| test | passed | rate |",
+              "| --- | --- | --- |"]
+    for name, passed, total in pass_rates(results):
+        lines.append(f"| {name} | {passed} / {total} | {passed / total:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def pass_rates(results: list[GradeResult]) -> list[tuple[str, int, int]]:
+    """(test name, submissions passing it, submissions) for every automatic test, lowest rate first."""
+    counts: dict[str, list[int]] = {}
+    for r in results:
+        for t in r.tests:
+            if not t.manual:
+                c = counts.setdefault(t.name, [0, 0])
+                c[0] += t.passed
+                c[1] += 1
+    return sorted(((n, p, tot) for n, (p, tot) in counts.items()), key=lambda x: (x[1] / x[2], x[0]))
+
+
+def summary_png(results: list[GradeResult], path: Path) -> None:
+    """The histogram of totals and the pass rate of every test, as one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = pass_rates(results)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, max(4, 0.28 * len(rates) + 1)),
+                                   gridspec_kw={"width_ratios": [1, 1.6]})
+    top = max((r.max_score for r in results), default=1.0) or 1.0
+    ax1.hist([r.score for r in results], bins=10, range=(0, top), color="tab:blue", edgecolor="white")
+    ax1.set(xlabel="total (automatic points)", ylabel="submissions", title=f"{len(results)} submissions")
+    ax1.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax2.barh([n for n, _, _ in rates], [p / t for _, p, t in rates], color="tab:green")
+    ax2.set(xlim=(0, 1), xlabel="fraction of submissions passing", title="pass rate of every test")
+    ax2.tick_params(axis="y", labelsize=7)
+    ax2.invert_yaxis()   # the most failed tests on top: the common mistakes
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def zip_all(out_dir: Path, zip_path: Path) -> None:
+    """One archive of everything in out_dir (for upload), written atomically."""
+    import zipfile
+
+    tmp = zip_path.with_name(zip_path.name + ".part")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(out_dir.rglob("*")):
+            if f.is_file() and f.resolve() not in (zip_path.resolve(), tmp.resolve()):
+                zf.write(f, f.relative_to(out_dir).as_posix())
+    os.replace(tmp, zip_path)

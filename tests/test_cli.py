@@ -21,7 +21,7 @@ def test_grade_folder_of_submissions(tmp_path):
     write_gan(subs / "carol", REFERENCE_GAN.replace("def loss_minimax(", "def loss_minmax("))  # misnamed
     (subs / "dave.zip").write_bytes(b"not a zip at all")                # corrupt zip
     out = tmp_path / "out"
-    proc = grader("grade", "--assignment", "gan", "--out", out, "--jobs", "2", subs)
+    proc = grader("grade", "--assignment", "gan", "--out", out, "--jobs", "2", "--zip", subs)
     assert proc.returncode == 0, proc.stderr
     results = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
     assert set(results) == {"alice", "bob", "carol", "dave"}
@@ -42,6 +42,13 @@ def test_grade_folder_of_submissions(tmp_path):
     assert len(rows) == 5
     assert any(r.startswith("dave,") and r.endswith(",invalid") for r in rows)
     assert (out / "alice" / "feedback.md").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "# Summary: 4 submissions" in summary and "invalid 1" in summary
+    assert "| loss_minimax: d_loss value and gradient | 1 / 4 | 25% |" in summary   # only alice's is right
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import zipfile
+    names = set(zipfile.ZipFile(tmp_path / "out.zip").namelist())
+    assert {"grades.csv", "summary.md", "summary.png", "alice/results.json", "dave/feedback.md"} <= names
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):
