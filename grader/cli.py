@@ -10,11 +10,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import __version__, report
+from .batch import grade_all
 from .config import Assignment, ConfigError, available, load_assignment
 from .grade import GradeResult, grade
 from .paths import ASSIGNMENTS_DIR
@@ -74,29 +73,17 @@ def _is_single(folder: Path, assignment: Assignment) -> bool:
 
 
 def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, jobs: int = 1,
-              quiet: bool = False, make_zip: bool = False) -> list[GradeResult]:
+              quiet: bool = False, make_zip: bool = False, force: bool = False) -> list[GradeResult]:
     """Grade submissions into ``out``: results.json and feedback.md each, then grades.csv,
-    summary.md and summary.png (and ``out``.zip of all of it with ``make_zip``)."""
+    summary.md and summary.png (and ``out``.zip of all of it with ``make_zip``).
+
+    Submissions graded before by the same grader from the same upload are not
+    graded again unless ``force``.
+    """
     paths = expand_submissions(submissions, assignment)
     names = unique_names(paths)
     out.mkdir(parents=True, exist_ok=True)
-    results: list[GradeResult | None] = [None] * len(paths)
-    start, done = time.monotonic(), 0
-
-    def one(i: int) -> None:
-        nonlocal done
-        r = grade(assignment, paths[i], name=names[i])
-        report.write_submission_reports(r, out)
-        results[i] = r
-        done += 1
-        if not quiet:
-            eta = (time.monotonic() - start) / done * (len(paths) - done)
-            print(f"[{done}/{len(paths)}] {r.submission}: {r.score:g}/{r.max_score:g} ({r.status})"
-                  + (f", ETA {eta:.0f} s" if done < len(paths) else ""), file=sys.stderr)
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(one, range(len(paths))))
-    final = [r for r in results if r is not None]
+    final = grade_all(assignment, paths, names, out, jobs=jobs, force=force, quiet=quiet)
     report.grades_csv(final, out / "grades.csv")
     report.write_atomic(out / "summary.md", report.summary(final))
     report.summary_png(final, out / "summary.png")
@@ -172,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=Path("out"), type=Path, help="output folder (default out/)")
     p.add_argument("--jobs", default=1, type=int, help="submissions graded in parallel (default 1)")
     p.add_argument("--zip", action="store_true", help="also write OUT.zip with everything, for upload")
+    p.add_argument("--force", action="store_true",
+                   help="grade every submission again, even those unchanged since the last run into OUT")
     p.add_argument("submissions", nargs="+", type=Path, help="zips, folders, or folders of many submissions")
 
     p = sub.add_parser("demo", help="grade the bundled example submissions (no network)")
@@ -189,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise UsageError("--jobs must be at least 1")
             results = run_grade(assignment=_assignment(args.assignment), submissions=args.submissions,
-                                out=args.out, jobs=args.jobs, make_zip=args.zip)
+                                out=args.out, jobs=args.jobs, make_zip=args.zip, force=args.force)
             print(report.table(results))
             print(f"Wrote {args.out}/<submission>/results.json and feedback.md, {args.out}/grades.csv, "
                   f"summary.md and summary.png" + (f", and {args.out}.zip" if args.zip else ""))

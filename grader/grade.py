@@ -9,7 +9,7 @@ import shutil
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import checks, reference
@@ -51,7 +51,7 @@ class GradeResult:
     submission: str
     sha256: str
     tests: list[TestResult]
-    status: str                  # ok | timeout | crashed | invalid | error (worst part outcome)
+    status: str                  # ok | error | timeout | crashed | invalid (worst part outcome)
     execution_time: float
     layers: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)   # submission-level messages
@@ -64,6 +64,15 @@ class GradeResult:
     @property
     def max_score(self) -> float:
         return sum(t.max_score for t in self.tests if not t.manual)
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON-ready), for the batch cache."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GradeResult:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**{**data, "tests": [TestResult(**t) for t in data["tests"]]})
 
 
 def probe_args(assignment: Assignment, part: Part) -> dict:
@@ -120,10 +129,11 @@ def _prepare_checks(assignment: Assignment, public_only: bool) -> None:
 
 
 def _status(outcomes: dict[str, ProbeOutcome]) -> str:
+    """The worst probe outcome: crashed > timeout > error (student code raised) > ok."""
     statuses = {o.status for o in outcomes.values()}
-    for s in ("timeout", "crashed", "missing"):
+    for s, label in (("crashed", "crashed"), ("missing", "crashed"), ("timeout", "timeout"), ("error", "error")):
         if s in statuses:
-            return "crashed" if s == "missing" else s
+            return label
     return "ok"
 
 

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib.util
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -45,36 +46,55 @@ def load(relpath: str, root: Path = SOLUTIONS_DIR) -> ModuleType:
     return module
 
 
+SAMPLERS = ("randn", "rand", "randn_like", "bernoulli")
+_ORIGINALS: dict = {}
+_LOCAL = threading.local()            # the replay queues of this thread (batch grading uses threads)
+_INSTALL_LOCK = threading.Lock()
+
+
+def _dispatcher(name: str):
+    """torch.<name> as seen in the parent: the thread's replayed tensor if any, else the real sampler."""
+    original = _ORIGINALS[name]
+
+    def draw(*size, **kwargs):
+        queues = getattr(_LOCAL, "queues", None)
+        if not queues or not queues[name] or kwargs.get("generator") is not None:
+            return original(*size, **kwargs)
+        value = queues[name].pop(0)
+        if name in ("randn_like", "bernoulli"):
+            like = size[0]
+            return value.reshape(like.shape).to(dtype=like.dtype).clone()
+        shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
+        dtype = kwargs.get("dtype") or torch.get_default_dtype()
+        return value.reshape(*shape).to(dtype=dtype).clone()
+
+    return draw
+
+
+def _install() -> None:
+    """Route torch's samplers through :func:`_dispatcher`, once per process."""
+    with _INSTALL_LOCK:
+        if not _ORIGINALS:
+            _ORIGINALS.update({name: getattr(torch, name) for name in SAMPLERS})
+            for name in SAMPLERS:
+                setattr(torch, name, _dispatcher(name))
+
+
 @contextlib.contextmanager
 def replay(randn: list[torch.Tensor] = (), rand: list[torch.Tensor] = (),
            randn_like: list[torch.Tensor] = (), bernoulli: list[torch.Tensor] = ()) -> Iterator[None]:
-    """Within the block, these torch samplers return the given tensors, in order.
+    """Within the block, these torch samplers return the given tensors, in order (this thread only).
 
     Each replayed tensor is reshaped to the size the caller asks for (for the
     ``*_like`` and ``bernoulli`` forms, the shape of their tensor argument), so the
-    reference may ask for (B, 1, 1, 1) where the student drew (B,).
+    reference may ask for (B, 1, 1, 1) where the student drew (B,). Draws from an
+    explicit ``generator`` and draws beyond the given tensors use the real sampler.
     """
-    queues = {"randn": list(randn), "rand": list(rand), "randn_like": list(randn_like),
-              "bernoulli": list(bernoulli)}
-    originals = {name: getattr(torch, name) for name in queues}
-
-    def make(name: str):
-        def draw(*size, **kwargs):
-            if not queues[name]:
-                return originals[name](*size, **kwargs)
-            if name in ("randn_like", "bernoulli"):
-                like = size[0]
-                return queues[name].pop(0).reshape(like.shape).to(dtype=like.dtype).clone()
-            shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
-            value = queues[name].pop(0)
-            dtype = kwargs.get("dtype") or torch.get_default_dtype()
-            return value.reshape(*shape).to(dtype=dtype).clone()
-        return draw
-
+    _install()
+    saved = getattr(_LOCAL, "queues", None)
+    _LOCAL.queues = {"randn": list(randn), "rand": list(rand), "randn_like": list(randn_like),
+                     "bernoulli": list(bernoulli)}
     try:
-        for name in queues:
-            setattr(torch, name, make(name))
         yield
     finally:
-        for name, fn in originals.items():
-            setattr(torch, name, fn)
+        _LOCAL.queues = saved

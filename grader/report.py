@@ -90,14 +90,21 @@ def safe_name(name: str) -> str:
 
 
 def grades_csv(results: list[GradeResult], path: Path) -> None:
-    """One row per submission, one column per automatically graded test, total and status."""
+    """One row per submission: points per part (function), total, max and status."""
     if not results:
         return
-    columns = [t.name for t in results[0].tests if not t.manual]
-    rows = [["submission", *columns, "total", "max", "status"]]
+    parts: list[str] = []
     for r in results:
-        by_name = {t.name: t.score for t in r.tests}
-        rows.append([r.submission, *[f"{by_name.get(c, 0):g}" for c in columns],
+        for t in r.tests:
+            if not t.manual and t.tags and t.tags[0] not in parts:
+                parts.append(t.tags[0])
+    rows = [["submission", *parts, "total", "max", "status"]]
+    for r in results:
+        per_part = {p: 0.0 for p in parts}
+        for t in r.tests:
+            if not t.manual and t.tags:
+                per_part[t.tags[0]] += t.score
+        rows.append([r.submission, *[f"{per_part[p]:g}" for p in parts],
                      f"{r.score:g}", f"{r.max_score:g}", r.status])
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".grades.")
     with os.fdopen(fd, "w", newline="") as f:
@@ -200,6 +207,7 @@ def zip_all(out_dir: Path, zip_path: Path) -> None:
     tmp = zip_path.with_name(zip_path.name + ".part")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(out_dir.rglob("*")):
-            if f.is_file() and f.resolve() not in (zip_path.resolve(), tmp.resolve()):
+            hidden = any(part.startswith(".") for part in f.relative_to(out_dir).parts)
+            if f.is_file() and not hidden and f.resolve() not in (zip_path.resolve(), tmp.resolve()):
                 zf.write(f, f.relative_to(out_dir).as_posix())
     os.replace(tmp, zip_path)

@@ -13,6 +13,7 @@ where available and listed in :attr:`WorkerRun.layers`:
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import io
 import json
@@ -93,15 +94,35 @@ def fork_mode() -> bool:
     return sys.platform.startswith("linux") and not os.environ.get("DGM_NO_FORK")
 
 
+SANDBOX_MOUNTS = ("/tmp", "/scratch", "/submission", "/opt/dgm", "/proc", "/dev")
+
+
 def _python_paths(repo_root: Path) -> list[str]:
-    """Folders the interpreter needs (prefixes and sys.path), minus the repository."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
+    """Folders the interpreter needs: its prefixes and the package folders on sys.path.
+
+    Other sys.path entries (the folder of a script that imported the grader, the
+    current folder) are left out, since they may hold submissions or solutions;
+    so are the repository and the sandbox's own mount points.
+    """
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths = set(prefixes) | {os.path.dirname(os.path.realpath(sys.executable))}
+    for p in sys.path:
+        real = os.path.realpath(p) if p else ""
+        if real and os.path.isdir(real) and (
+                os.path.basename(real) in ("site-packages", "dist-packages")
+                or any(real.startswith(q + os.sep) for q in prefixes)):
+            paths.add(real)
+    repo = os.path.realpath(repo_root)
+    if os.path.basename(repo) in ("site-packages", "dist-packages"):
+        repo = "//nothing-to-hide"   # an installed package: the solutions are not there
     keep = []
-    for p in sorted(paths):
-        real = os.path.realpath(p)
-        if real == str(repo_root) or real.startswith(str(repo_root) + os.sep) and "site-packages" not in real:
-            continue
+    for real in sorted(paths):
+        holds_repo = repo == real or repo.startswith(real.rstrip(os.sep) + os.sep)
+        in_repo = real.startswith(repo + os.sep)
+        in_env = any(real == q or real.startswith(q + os.sep) for q in prefixes if q != repo)
+        if holds_repo or (in_repo and not in_env and "site-packages" not in real) or any(
+                real == m or real.startswith(m + os.sep) for m in SANDBOX_MOUNTS):
+            continue   # a virtual environment inside the repository is fine, the rest of it is not
         if os.path.isdir(real):
             keep.append(real)
     return keep
@@ -117,13 +138,10 @@ def _readable_by_nobody(path: str) -> bool:
     return bool(p.stat().st_mode & 0o004)
 
 
-def _bootstrap(worker_parent: str, worker_name: str, sys_paths: list[str], drop: bool) -> str:
-    """Python source run with ``-c`` in the sandbox: drop privileges, then start the worker."""
+def _bootstrap(worker_parent: str, worker_name: str, sys_paths: list[str]) -> str:
+    """Python source run with ``-c`` in the sandbox: a clean sys.path, then the worker server."""
     return (
-        "import os, sys\n"
-        f"if {drop!r} and os.getuid() == 0:\n"
-        f"    os.chown(sys.argv[2], {NOBODY}, {NOBODY})\n"
-        f"    os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
+        "import sys\n"
         "sys.path[:] = [p for p in sys.path if p not in ('', '.')]  # nothing from the scratch folder\n"
         f"sys.path[:0] = [{worker_parent!r}] + [p for p in {sys_paths!r} if p not in sys.path]\n"
         f"from {worker_name}.main import main\n"
@@ -143,9 +161,8 @@ def _parent_dirs(dests: list[str]) -> list[str]:
     return args
 
 
-def _command(sub_dir: Path, scratch: Path, request: dict,
-             repo_root: Path) -> tuple[list[str], dict, list[str]]:
-    """The worker command line, the request as seen inside, and the layers it provides."""
+def _command(stage: Path, scratch: Path, repo_root: Path) -> tuple[list[str], list[str]]:
+    """The worker server's command line (submissions appear under ``stage``) and its layers."""
     py = os.path.realpath(sys.executable)
     layers = ["separate process", "per-probe timeout"]
     if os.name == "posix":
@@ -154,10 +171,10 @@ def _command(sub_dir: Path, scratch: Path, request: dict,
                   else "graded functions run one after another (restarted after a crash)")
     bwrap = bwrap_path() if sys.platform.startswith("linux") else None
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    request = dict(request, fork=fork_mode())
     sys_paths = _python_paths(repo_root)
+    config = {"fork": fork_mode(), "drop_uid": None}
     if bwrap:
-        inside = dict(request, module_root="/submission", scratch="/scratch")
+        config.update(submission_root="/submission", scratch_root="/scratch", wipe=["/tmp", "/dev/shm"])
         cmd = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev",
                "--tmpfs", "/tmp", "--tmpfs", "/scratch"]
@@ -171,71 +188,63 @@ def _command(sub_dir: Path, scratch: Path, request: dict,
         cmd += _parent_dirs([*binds, "/opt/dgm/dgm_worker"])
         for p in binds:
             cmd += ["--ro-bind", p, p]
-        cmd += ["--ro-bind", str(sub_dir), "/submission",
+        cmd += ["--ro-bind", str(stage), "/submission",
                 "--ro-bind", str(WORKER_PKG), "/opt/dgm/dgm_worker",
                 "--chdir", "/scratch", "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp"]
-        drop = is_root
-        cmd += ["--", py, "-E", "-s", "-c",
-                _bootstrap("/opt/dgm", "dgm_worker", sys_paths, drop),
-                json.dumps(inside), "/scratch"]
+        if is_root:
+            config["drop_uid"] = NOBODY
+        cmd += ["--", py, "-E", "-s", "-c", _bootstrap("/opt/dgm", "dgm_worker", sys_paths)]
         layers += ["bubblewrap: private file system view (repository and other submissions hidden)",
                    "no network", "PID namespace (all descendants killed)"]
-        if drop:
-            layers.append("runs as unprivileged user nobody")
-        return cmd, inside, layers
-
-    inside = dict(request, module_root=str(sub_dir), scratch=str(scratch))
-    drop = is_root and _readable_by_nobody(py) and all(_readable_by_nobody(p) for p in sys_paths)
-    if drop:
-        os.chown(sub_dir, NOBODY, NOBODY)
+    else:
+        config.update(submission_root=str(stage), scratch_root=str(scratch))
+        if is_root and _readable_by_nobody(py) and all(_readable_by_nobody(p) for p in sys_paths):
+            config["drop_uid"] = NOBODY
+        cmd = [py, "-E", "-s", "-c", _bootstrap(str(WORKER_PKG.parent.parent), "grader.worker", sys_paths)]
+    if config["drop_uid"] is not None:
         layers.append("runs as unprivileged user nobody")
-    cmd = [py, "-E", "-s", "-c",
-           _bootstrap(str(WORKER_PKG.parent.parent), "grader.worker", sys_paths, drop),
-           json.dumps(inside), str(scratch)]
-    if sys.platform.startswith("linux"):
-        layers.append("orphaned descendants killed (subreaper)")
-    layers.append("no bubblewrap: the file system and network are NOT isolated")
-    return cmd, inside, layers
+    if not bwrap:
+        if sys.platform.startswith("linux"):
+            layers.append("orphaned descendants killed (subreaper)")
+        layers.append("no bubblewrap: the file system and network are NOT isolated")
+    elif fork_mode():
+        layers.append("one sandbox per grading thread, reused: probes fork from it, "
+                      "their processes and files are removed after every submission")
+    return cmd + [json.dumps(config)], layers
 
 
 # --------------------------------------------------------------------------- results
 
 
+MAX_HEADER_BYTES = 1 << 20
+
+
 def _read_frames(stream, cap: int, frames: queue.Queue) -> None:
-    """Parse DGM1 frames from the worker's stdout into ``frames``; None marks the end (a thread)."""
-    buf, total = b"", 0
+    """Parse DGM1 frames from the worker's stdout into ``frames``; None marks the end (a thread).
+
+    A frame whose header or payload is larger than allowed ends the reading: the
+    worker is then treated as crashed.
+    """
     try:
         while True:
-            chunk = stream.read1(1 << 20) if hasattr(stream, "read1") else stream.read(1 << 20)
-            if not chunk:
+            head = stream.read(8)
+            if len(head) < 8 or head[:4] != b"DGM1":
                 break
-            total += len(chunk)
-            if total > cap:
+            hlen = int.from_bytes(head[4:8], "big")
+            if hlen > MAX_HEADER_BYTES:
                 break
-            buf += chunk
-            while (parsed := _parse_frame(buf)) is not None:
-                header, payload, buf = parsed
-                frames.put((header, payload))
+            header = json.loads(stream.read(hlen))
+            plen = int.from_bytes(stream.read(8), "big")
+            if plen > cap:
+                break
+            payload = stream.read(plen)
+            if len(payload) < plen:
+                break
+            frames.put((header, payload))
     except (ValueError, RecursionError, OSError):
         pass  # a malformed stream ends the reading; the probes left are reported missing
     finally:
         frames.put(None)
-
-
-def _parse_frame(buf: bytes) -> tuple[dict, bytes, bytes] | None:
-    if len(buf) < 8:
-        return None
-    if buf[:4] != b"DGM1":
-        raise ValueError("malformed frame from worker")
-    hlen = int.from_bytes(buf[4:8], "big")
-    if len(buf) < 8 + hlen + 8:
-        return None
-    header = json.loads(buf[8:8 + hlen])
-    plen = int.from_bytes(buf[8 + hlen:16 + hlen], "big")
-    end = 16 + hlen + plen
-    if len(buf) < end:
-        return None
-    return header, buf[16 + hlen:end], buf[end:]
 
 
 def decode_arrays(payload: bytes, max_elements: int = 8_000_000) -> dict[str, np.ndarray]:
@@ -344,89 +353,170 @@ def _is_orphan(pid: int) -> bool:
         return False
 
 
-# --------------------------------------------------------------------------- one worker run
+# --------------------------------------------------------------------------- worker servers
 
 
-def _run_worker(sub_dir: Path, scratch: Path, module: str, probes: list[dict], repo_root: Path,
-                limits: Limits, outcomes: dict[str, ProbeOutcome], display: str = "") -> tuple[list[str], bool]:
-    """Start one worker for ``probes``, collect its frames into ``outcomes``.
+class WorkerServer:
+    """One sandboxed worker that imported torch once and grades submission after submission.
 
-    Returns the isolation layers and whether another worker should be started
-    for the probes left (after a crash or timeout in no-fork mode).
+    Each submission is copied into a fresh folder of ``stage`` (which the sandbox
+    sees read-only) for the length of its request and removed afterwards. A server
+    serves one request at a time; :func:`run_probes` takes idle ones from a pool.
     """
-    request = {"module": module, "display": display, "probes": probes, "timeout_s": limits.timeout_s,
-               "memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb, "nproc": limits.nproc,
-               "max_output_bytes": limits.max_output_bytes}
-    cmd, _inside, layers = _command(sub_dir, scratch, request, repo_root)
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "MPLBACKEND": "Agg",
-           "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(scratch), "DGM_WORKER": worker_marker()}
-    if os.name == "nt":  # pragma: no cover - Windows needs its system variables to start Python
-        env = {**os.environ, **{k: v for k, v in env.items() if k != "PATH"}}
-    if bwrap_path() is None:
-        _become_subreaper()
-    with _ACTIVE_LOCK:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=scratch, env=env,
-                                start_new_session=os.name == "posix")
-        _ACTIVE.add(proc.pid)
-    frames: queue.Queue = queue.Queue()
-    cap = limits.max_output_bytes * len(probes) + (1 << 20)
-    threading.Thread(target=_read_frames, args=(proc.stdout, cap, frames), daemon=True).start()
-    stderr_box: list[bytes] = []
-    threading.Thread(target=lambda: stderr_box.append(proc.stderr.read(1 << 16)), daemon=True).start()
 
-    ready, pending = False, [p["id"] for p in probes]
-    # fork mode: the worker parent times each probe, we only back it up; no-fork: we time them
-    slack = 5.0 if fork_mode() else 0.5
-    deadline = time.monotonic() + limits.startup_s
-    failure = None
-    exited_at = None
-    while pending:
-        now = time.monotonic()
-        if now >= deadline:
-            failure = "timeout"
-            break
+    def __init__(self, repo_root: Path, limits: Limits) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="dgm-"))
+        self.stage, self.scratch = self.tmp / "stage", self.tmp / "scratch"
+        self.stage.mkdir()
+        self.scratch.mkdir()
+        for d in (self.tmp, self.stage, self.scratch):
+            os.chmod(d, 0o755)
+        cmd, self.layers = _command(self.stage, self.scratch, repo_root)
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.scratch),
+               "DGM_WORKER": worker_marker()}
+        if os.name == "nt":  # pragma: no cover - Windows needs its system variables to start Python
+            env = {**os.environ, **{k: v for k, v in env.items() if k != "PATH"}}
+        if bwrap_path() is None:
+            _become_subreaper()
+        with _ACTIVE_LOCK:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, cwd=self.scratch, env=env,
+                                         start_new_session=os.name == "posix")
+            _ACTIVE.add(self.proc.pid)
+        self.frames: queue.Queue = queue.Queue()
+        threading.Thread(target=_read_frames, args=(self.proc.stdout, limits.max_output_bytes + (1 << 20),
+                                                    self.frames), daemon=True).start()
+        self.stderr_box: list[bytes] = []
+        threading.Thread(target=lambda: self.stderr_box.append(self.proc.stderr.read(1 << 16)),
+                         daemon=True).start()
+        self.ready = False
+        self.requests = 0
+        self.startup_s = limits.startup_s
+
+    def wait_ready(self) -> str | None:
+        """Wait for the server's ``ready`` frame (torch imported); None, or why it did not start."""
+        if self.ready:
+            return None
         try:
-            item = frames.get(timeout=min(0.1, deadline - now))
+            item = self.frames.get(timeout=self.startup_s)
         except queue.Empty:
-            # the worker may be gone while a descendant still holds its stdout open
-            if proc.poll() is not None:
-                exited_at = exited_at or now
-                if now - exited_at > 0.5:
-                    failure = "crashed"
-                    break
-            continue
-        if item is None:
-            failure = "crashed"
-            break
-        header, payload = item
-        if not ready:
-            ready = isinstance(header, dict) and header.get("ready") is True
-            deadline = time.monotonic() + limits.timeout_s + slack
-            continue
-        out = _outcome(header, payload)
-        if out is not None and out.probe in pending:
-            outcomes[out.probe] = out
-            pending.remove(out.probe)
-            deadline = time.monotonic() + limits.timeout_s + slack
-    _kill_group(proc)  # nothing of the worker may outlive this point
-    err = (stderr_box[0] if stderr_box else b"").decode("utf-8", "replace")[-1500:]
-    if not pending:
-        return layers, False
-    if not ready:  # the worker never started: every probe is lost, and retrying would not help
-        why = ("the grader's sandbox did not start in time" if failure == "timeout"
-               else "the grader's sandbox failed to start")
-        for pid in pending:
-            outcomes[pid] = ProbeOutcome(pid, "missing", why, log_tail=err)
-        return layers, False
-    first = pending[0]  # the probe that was running when the worker died or ran out of time
-    if failure == "timeout":
-        outcomes[first] = ProbeOutcome(first, "timeout", f"timed out after {limits.timeout_s:g} s "
-                                       "(an infinite loop, or far too slow)")
-    else:
-        outcomes[first] = ProbeOutcome(first, "crashed", _exit_description(proc.returncode), log_tail=err)
-    return layers, True
+            return "the grader's sandbox did not start in time"
+        self.ready = item is not None and isinstance(item[0], dict) and item[0].get("ready") is True
+        return None if self.ready else "the grader's sandbox failed to start"
+
+    def stderr_tail(self) -> str:
+        """The last lines the server wrote to stderr (after it stopped)."""
+        time.sleep(0.05)  # let the reader thread collect what the dead process left
+        return (self.stderr_box[0] if self.stderr_box else b"").decode("utf-8", "replace")[-1500:]
+
+    def close(self) -> None:
+        """Stop the server and everything it started; remove its folders."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        _kill_group(self.proc)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run(self, files_dir: Path, module: str, probes: list[dict], limits: Limits,
+            outcomes: dict[str, ProbeOutcome], display: str) -> tuple[list[str], str | None]:
+        """Serve one request into ``outcomes``.
+
+        Returns the probe ids left without an outcome and how the request ended:
+        None (the server may serve another), "done" (finished, server not reusable),
+        "timeout" or "crashed".
+        """
+        self.requests += 1
+        name = f"s{self.requests}"
+        sub_dir = self.stage / name
+        shutil.copytree(files_dir, sub_dir, symlinks=False, ignore_dangling_symlinks=True)
+        for root, dirs, files in os.walk(sub_dir):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        os.chmod(sub_dir, 0o755)
+        request = {"dir": name, "module": module, "display": display, "probes": probes,
+                   "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb,
+                   "nproc": limits.nproc, "max_output_bytes": limits.max_output_bytes}
+        try:
+            return self._exchange(request, probes, limits, outcomes)
+        finally:
+            shutil.rmtree(sub_dir, ignore_errors=True)
+
+    def _exchange(self, request: dict, probes: list[dict], limits: Limits,
+                  outcomes: dict[str, ProbeOutcome]) -> tuple[list[str], str | None]:
+        body = json.dumps(request).encode()
+        try:
+            self.proc.stdin.write(len(body).to_bytes(8, "big") + body)
+            self.proc.stdin.flush()
+        except OSError:
+            return [p["id"] for p in probes], "crashed"
+        pending = [p["id"] for p in probes]
+        # fork mode: the server times each probe, we only back it up; no-fork: we time them
+        slack = 5.0 if fork_mode() else 0.5
+        deadline = time.monotonic() + limits.timeout_s + slack
+        while True:
+            try:
+                item = self.frames.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return pending, "timeout"
+            if item is None:
+                return pending, "crashed"
+            header, payload = item
+            if isinstance(header, dict) and header.get("done") is True:
+                return pending, None if not pending and fork_mode() else "done"
+            out = _outcome(header, payload)
+            if out is not None and out.probe in pending:
+                outcomes[out.probe] = out
+                pending.remove(out.probe)
+                deadline = time.monotonic() + limits.timeout_s + slack
+
+
+_POOL: dict[tuple, list[WorkerServer]] = {}   # idle servers, by the sandbox configuration they were built for
+_POOL_LOCK = threading.Lock()
+
+
+def _pool_key(repo_root: Path) -> tuple:
+    return (str(repo_root), bwrap_path(), fork_mode(), os.environ.get("DGM_NO_BWRAP"))
+
+
+def _acquire(repo_root: Path, limits: Limits) -> WorkerServer:
+    with _POOL_LOCK:
+        idle = _POOL.get(_pool_key(repo_root), [])
+        while idle:
+            server = idle.pop()
+            if server.proc.poll() is None:
+                return server
+            server.close()
+    return WorkerServer(repo_root, limits)
+
+
+def _release(server: WorkerServer, repo_root: Path, reusable: bool) -> None:
+    if not reusable or server.proc.poll() is not None:
+        server.close()
+        return
+    with _POOL_LOCK:
+        _POOL.setdefault(_pool_key(repo_root), []).append(server)
+
+
+def shutdown_pool() -> None:
+    """Stop every idle worker server (they also stop by themselves when the grader exits)."""
+    with _POOL_LOCK:
+        servers = [s for idle in _POOL.values() for s in idle]
+        _POOL.clear()
+    for server in servers:
+        server.close()
+
+
+def idle_server_pids() -> list[int]:
+    """Process ids of the idle worker servers' outermost processes (for tests and diagnostics)."""
+    with _POOL_LOCK:
+        return [s.proc.pid for idle in _POOL.values() for s in idle]
+
+
+atexit.register(shutdown_pool)
 
 
 def _exit_description(code: int | None) -> str:
@@ -442,10 +532,10 @@ def _exit_description(code: int | None) -> str:
 
 def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path,
                limits: Limits = Limits(), display: str = "") -> WorkerRun:
-    """Copy ``files_dir`` to a private folder and run ``probes`` on ``module`` in a worker.
+    """Run ``probes`` on ``module`` of the student's files in a sandboxed worker server.
 
     Args:
-        files_dir: folder holding the student's files (and support files)
+        files_dir: folder holding the student's files (and support files); copied, never changed
         module: path of the module to import, relative to ``files_dir`` (e.g. codebase/gan.py)
         probes: dicts with ``id``, ``kind`` and ``args``
         repo_root: the repository, which the worker must never see
@@ -455,26 +545,28 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
     Returns:
         A WorkerRun with one outcome per probe (status ``missing`` when nothing came back).
     """
-    tmp = Path(tempfile.mkdtemp(prefix="dgm-"))
-    try:
-        sub_dir, scratch = tmp / "submission", tmp / "scratch"
-        shutil.copytree(files_dir, sub_dir, symlinks=False, ignore_dangling_symlinks=True)
-        scratch.mkdir()
-        for root, dirs, files in os.walk(tmp):
-            for name in dirs:
-                os.chmod(os.path.join(root, name), 0o755)
-            for name in files:
-                os.chmod(os.path.join(root, name), 0o644)
-        os.chmod(tmp, 0o755)
-        os.chmod(scratch, 0o777)
-        outcomes: dict[str, ProbeOutcome] = {}
-        remaining = list(probes)
-        layers: list[str] = []
-        while remaining:
-            layers, ran = _run_worker(sub_dir, scratch, module, remaining, repo_root, limits, outcomes, display)
-            remaining = [p for p in remaining if p["id"] not in outcomes]
-            if not ran:
-                break
-        return WorkerRun(outcomes=outcomes, layers=layers)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    outcomes: dict[str, ProbeOutcome] = {}
+    remaining = list(probes)
+    layers: list[str] = []
+    while remaining:
+        server = _acquire(repo_root, limits)
+        layers = server.layers
+        why = server.wait_ready()
+        if why:
+            server.close()
+            err = server.stderr_tail()
+            for p in remaining:
+                outcomes[p["id"]] = ProbeOutcome(p["id"], "missing", why, log_tail=err)
+            break
+        pending, ended = server.run(files_dir, module, remaining, limits, outcomes, display)
+        _release(server, repo_root, reusable=ended is None)
+        if pending:  # the first one was running when the server died or ran out of time
+            first = pending[0]
+            if ended == "timeout":
+                outcomes[first] = ProbeOutcome(first, "timeout", f"timed out after {limits.timeout_s:g} s "
+                                               "(an infinite loop, or far too slow)")
+            else:
+                outcomes[first] = ProbeOutcome(first, "crashed", _exit_description(server.proc.returncode),
+                                               log_tail=server.stderr_tail())
+        remaining = [p for p in remaining if p["id"] not in outcomes]
+    return WorkerRun(outcomes=outcomes, layers=layers)

@@ -1,20 +1,28 @@
-"""Worker entry point: import torch once, then run the probes.
+"""Worker entry point: a server that imports torch once, then runs requests from the grader.
 
-Fork mode (Linux): this process (the worker parent) never imports student
-code. Each probe runs in a forked child that starts a new session, applies
-resource limits, sends its output to a log, imports the student module, runs
-one probe and sends ``b"OK" + npz`` or ``b"ER" + text`` back over a pipe. The
-worker parent enforces the per-probe timeout and kills the child's process
-group and every orphan reparented to it (it is a subreaper).
+The grader writes requests to our stdin (8-byte big-endian length, then JSON:
+the submission's folder name, its module, the probes and the limits). The
+submission lies read-only under ``submission_root/<dir>``; each request gets a
+fresh scratch folder, removed afterwards.
+
+Fork mode (Linux): this process (the server) never imports student code, so
+one server grades submission after submission without paying torch's import
+again. Each probe runs in a forked child that starts a new session, drops to
+the unprivileged user (when the server runs as root), applies resource limits,
+sends its output to a log, imports the student module, runs one probe and
+sends ``b"OK" + npz`` or ``b"ER" + text`` back over a pipe. The server enforces
+the per-probe timeout and kills the child's process group and every orphan
+reparented to it (it is a subreaper).
 
 No-fork mode (macOS, Windows, or when asked): probes run one after another in
-this process; the grader enforces the timeouts and restarts the worker for the
-probes left after one that crashed.
+this process, which then exits; the grader enforces the timeouts and restarts
+the worker for the probes left after one that crashed.
 
 Results go to the grader over a duplicate of the original stdout, one frame
-per probe (after a ``ready`` frame once torch is imported): b"DGM1", header
-length (4 bytes, big-endian), JSON header, payload length (8 bytes), payload
-(npz bytes, possibly empty). Anything student code prints goes to a log file.
+per probe (after a ``ready`` frame once torch is imported, and followed by a
+``done`` frame per request): b"DGM1", header length (4 bytes, big-endian),
+JSON header, payload length (8 bytes), payload (npz bytes, possibly empty).
+Anything student code prints goes to a log file.
 """
 import ctypes
 import errno
@@ -22,6 +30,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -55,11 +64,12 @@ def _children() -> list[int]:
     return pids
 
 
-def _kill_descendants(pgid: int) -> None:
-    """Kill the probe's process group and every orphan that was reparented to us; reap them."""
+def _kill_descendants(pgid: int | None) -> None:
+    """Kill the probe's process group (if given) and every child or orphan reparented to us; reap them."""
     for _ in range(50):
         try:
-            os.killpg(pgid, signal.SIGKILL)
+            if pgid is not None:
+                os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         for pid in _children():
@@ -171,12 +181,11 @@ def _run_child(probe: dict, req: dict) -> bytes:
     return buf.getvalue()
 
 
-def _redirect_output(log_path: str) -> None:
+def _redirect_output(log_fd: int) -> None:
     """Send fd 0 to /dev/null and fds 1 and 2 to the probe's log (capped by RLIMIT_FSIZE)."""
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -184,20 +193,36 @@ def _redirect_output(log_path: str) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the cap, writes fail with EFBIG instead
 
 
+def _open_log(req: dict, probe: dict) -> int:
+    """A fresh log file in the server's private folder; children get only the descriptor,
+    so a child can never point the server at another file (e.g. with a symlink)."""
+    path = os.path.join(req["log_dir"], f"{len(os.listdir(req['log_dir']))}.log")
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+
+
+def _drop_privileges(uid: int | None) -> None:
+    """Become the unprivileged user (only when running as root and asked to)."""
+    if uid is not None and hasattr(os, "getuid") and os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
 def _run_inline(probe: dict, req: dict) -> tuple[dict, bytes]:
     """No-fork mode: run one probe in this process, output to its log; the grader times it."""
-    log_path = os.path.join(req["scratch"], f"{probe['id']}.log")
+    log_fd = _open_log(req, probe)
     saved = os.dup(1), os.dup(2)
     start = time.monotonic()
     try:
-        _redirect_output(log_path)
+        _redirect_output(os.dup(log_fd))
         data = b"OK" + _run_child(probe, req)
     except BaseException as err:  # noqa: BLE001 - the student's SystemExit too
         data = b"ER" + _describe(err, req["module_root"]).encode("utf-8", "replace")
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-    header = {"id": probe["id"], "duration_s": round(time.monotonic() - start, 4), "log_tail": _tail(log_path)}
+    header = {"id": probe["id"], "duration_s": round(time.monotonic() - start, 4), "log_tail": _tail(log_fd)}
+    os.close(log_fd)
     if data.startswith(b"OK"):
         header.update(status="ok", message="")
         return header, data[2:]
@@ -205,20 +230,24 @@ def _run_inline(probe: dict, req: dict) -> tuple[dict, bytes]:
     return header, b""
 
 
-def _fork_probe(probe: dict, req: dict, result_fd: int) -> tuple[dict, bytes]:
+def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict, bytes]:
     """Run one probe in a forked child under limits; return (header, payload)."""
     r, w = os.pipe()
-    log_path = os.path.join(req["scratch"], f"{probe['id']}.log")
+    log_fd = _open_log(req, probe)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:  # child
         msg = b"ER internal"
         try:
             os.close(r)
-            os.close(result_fd)
+            for fd in keep_fds:  # the result stream and the request pipe stay the server's
+                os.close(fd)
             os.setsid()
+            _drop_privileges(req.get("drop_uid"))
+            os.environ["HOME"] = req["scratch"]
+            os.chdir(req["scratch"])
             _set_limits(req)
-            _redirect_output(log_path)
+            _redirect_output(log_fd)
             msg = b"OK" + _run_child(probe, req)
         except BaseException as err:  # SystemExit and KeyboardInterrupt too: the child reports all
             try:
@@ -273,7 +302,8 @@ def _fork_probe(probe: dict, req: dict, result_fd: int) -> tuple[dict, bytes]:
     _kill_descendants(pid)
     duration = time.monotonic() - start
     data = b"".join(chunks)
-    header = {"id": probe["id"], "duration_s": round(duration, 4), "log_tail": _tail(log_path)}
+    header = {"id": probe["id"], "duration_s": round(duration, 4), "log_tail": _tail(log_fd)}
+    os.close(log_fd)
     if timed_out:
         header.update(status="timeout", message=f"timed out after {req['timeout_s']} s (an infinite loop, or far too slow)")
         return header, b""
@@ -307,13 +337,17 @@ def _wait_status(pid: int, timed_out: bool, code: int | None = None) -> str:
             "(os._exit() or a crash in native code?)")
 
 
-def _tail(path: str, n: int = 2000) -> str:
+def _tail(fd: int, n: int = 2000) -> str:
+    """The last ``n`` bytes of the log open at ``fd``, as text."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - n))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+        size = os.fstat(fd).st_size
+        return os.pread(fd, n, max(0, size - n)).decode("utf-8", "replace")
+    except (OSError, AttributeError):  # pread is POSIX-only
+        try:
+            os.lseek(fd, max(0, os.fstat(fd).st_size - n), 0)
+            return os.read(fd, n).decode("utf-8", "replace")
+        except OSError:
+            return ""
 
 
 def _send(fd: int, header: dict, payload: bytes) -> None:
@@ -341,10 +375,15 @@ def _preload_imports(req: dict) -> None:
         tree = ast.parse(source)
     except (OSError, SyntaxError, ValueError):
         return
-    if "optim" in source:  # the first optimiser built in a process pays ~1.7 s of lazy imports
-        import torch
+    import torch
 
+    if "optim" in source:  # the first optimiser built in a process pays ~1.7 s of lazy imports
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    if "autograd" in source:  # autograd.grad(..., grad_outputs=...) lazily imports sympy (~0.7 s)
+        try:
+            importlib.import_module("torch.fx.experimental.symbolic_shapes")
+        except Exception:  # noqa: BLE001 - only a warm-up
+            pass
     wanted = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -359,15 +398,91 @@ def _preload_imports(req: dict) -> None:
                 pass
 
 
-def main(request_json: str) -> None:
-    """Run every probe of the request and stream one frame per probe to the grader."""
-    req = json.loads(request_json)
+def _read_exact(fd: int, n: int) -> bytes | None:
+    """Read exactly ``n`` bytes from ``fd``; None at end of input."""
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def _next_request(fd: int) -> dict | None:
+    """The next request from the grader (8-byte length, then JSON), or None when it hung up."""
+    head = _read_exact(fd, 8)
+    if head is None:
+        return None
+    body = _read_exact(fd, int.from_bytes(head, "big"))
+    return None if body is None else json.loads(body)
+
+
+def _empty(folder: str) -> None:
+    """Remove everything inside ``folder`` (left by the last submission), keeping the folder."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None:
+    """Run every probe of one request, one frame per probe, then a ``done`` frame."""
+    name = str(req["dir"])
+    if not name.isalnum():
+        raise ValueError(f"bad submission folder name {name!r}")
+    req["module_root"] = os.path.join(config["submission_root"], name)
+    req["scratch"] = os.path.join(config["scratch_root"], name)
+    req["log_dir"] = os.path.join(config["scratch_root"], "." + name + "-logs")
+    req["drop_uid"] = config.get("drop_uid") if config["fork"] else None
+    os.makedirs(req["log_dir"], mode=0o700)
+    os.makedirs(req["scratch"], mode=0o700)
+    if req["drop_uid"] is not None and os.getuid() == 0:
+        os.chown(req["scratch"], req["drop_uid"], req["drop_uid"])
     _FSIZE_MB[0] = int(req["fsize_mb"])
+    _preload_imports(req)
+    if not config["fork"]:
+        os.environ["HOME"] = req["scratch"]
+        os.chdir(req["scratch"])
+        _set_limits(req, cpu=int(req["timeout_s"] * len(req["probes"])) + 5)
+    for probe in req["probes"]:
+        if config["fork"]:
+            header, payload = _fork_probe(probe, req, (result_fd, request_fd))
+        else:
+            header, payload = _run_inline(probe, req)
+        _send(result_fd, header, payload)
+    _kill_descendants(None)
+    _send(result_fd, {"done": True}, b"")
+    shutil.rmtree(req["scratch"], ignore_errors=True)
+    shutil.rmtree(req["log_dir"], ignore_errors=True)
+    for folder in config.get("wipe", []):  # private /tmp of the sandbox: nothing carries over
+        _empty(folder)
+
+
+def main(config_json: str) -> None:
+    """Serve requests from stdin until the grader closes it (one request in no-fork mode).
+
+    ``config``: ``fork`` (bool), ``submission_root`` and ``scratch_root`` (folders),
+    ``drop_uid`` (user the probes run as when we are root, or None) and ``wipe``
+    (private folders emptied after every request).
+    """
+    config = json.loads(config_json)
     result_fd = os.dup(1)                 # the grader reads frames from our original stdout
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    request_fd = os.dup(0)                # and writes requests to our original stdin
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
     os.dup2(devnull, 1)                   # stray prints can no longer corrupt the frames
     os.close(devnull)
-    _prctl(PR_SET_DUMPABLE, 0)            # children (same uid) cannot read our fds via /proc
+    _prctl(PR_SET_DUMPABLE, 0)            # children cannot read our memory or fds via /proc
     _prctl(PR_SET_CHILD_SUBREAPER, 1)     # detached grandchildren come back to us to be killed
     os.environ["OMP_NUM_THREADS"] = "1"
     import numpy  # noqa: F401  (imported once, shared by every forked child)
@@ -375,14 +490,12 @@ def main(request_json: str) -> None:
 
     torch.set_num_threads(1)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    _preload_imports(req)
+    if not config["fork"] and config.get("drop_uid") is not None and os.getuid() == 0:
+        os.chown(config["scratch_root"], config["drop_uid"], config["drop_uid"])
+        _drop_privileges(config["drop_uid"])   # student code runs in this very process
     _send(result_fd, {"ready": True}, b"")
-    if not req.get("fork", True):
-        _set_limits(req, cpu=int(req["timeout_s"] * len(req["probes"])) + 5)
-    for probe in req["probes"]:
-        if req.get("fork", True):
-            header, payload = _fork_probe(probe, req, result_fd)
-        else:
-            header, payload = _run_inline(probe, req)
-        _send(result_fd, header, payload)
+    while (req := _next_request(request_fd)) is not None:
+        _serve_one(req, config, result_fd, request_fd)
+        if not config["fork"]:
+            break   # student code ran in this process: it must not grade another submission
     os.close(result_fd)

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .record import seeded_init
+
 BATCH = 32
 DIM_Z = 64
 NUM_CLASSES = 10
@@ -51,9 +53,9 @@ class ProbeDiscriminator(nn.Module):
 
 def make_nets(seed: int, conditional: bool) -> tuple[ProbeGenerator, ProbeDiscriminator]:
     """The probe pair for ``seed``; weights scaled so logits span both signs."""
-    torch.manual_seed(seed)
     c = NUM_CLASSES if conditional else 0
     g, d = ProbeGenerator(DIM_Z, c), ProbeDiscriminator(c)
+    seeded_init(torch.Generator().manual_seed(seed), g, d)
     with torch.no_grad():
         d.fc2.weight.mul_(4.0)  # logits of a few units: losses far from their values at 0
     return g, d

@@ -30,3 +30,17 @@ def flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> tuple[np.ndarra
         return np.zeros(size), 0
     flat = [torch.zeros(p.numel()) if g is None else g.reshape(-1) for p, g in zip(params, grads)]
     return torch.cat(flat).double().numpy(), 1
+
+
+def seeded_init(gen: torch.Generator, *modules: nn.Module) -> None:
+    """Re-draw every Linear layer's weights from ``gen`` with PyTorch's default distribution,
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)): probe nets then never depend on the global RNG, which
+    other grading threads of the parent process use at the same time."""
+    with torch.no_grad():
+        for module in modules:
+            for layer in module.modules():
+                if isinstance(layer, nn.Linear):
+                    bound = 1.0 / layer.in_features ** 0.5
+                    layer.weight.uniform_(-bound, bound, generator=gen)
+                    if layer.bias is not None:
+                        layer.bias.uniform_(-bound, bound, generator=gen)

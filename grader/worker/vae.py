@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .record import flat_grad
+from .record import flat_grad, seeded_init
 
 LATENT = 2
 BATCH = 16
@@ -63,8 +63,10 @@ class ProbeVAE(nn.Module):
 
 
 def make_model(seed: int, exact: bool = False) -> ProbeVAE:
-    torch.manual_seed(seed)
-    return ProbeVAE(exact=exact)
+    """The probe VAE for ``seed`` (the same weights in the worker and in the grader)."""
+    model = ProbeVAE(exact=exact)
+    seeded_init(torch.Generator().manual_seed(seed), model)
+    return model
 
 
 def make_images(seed: int, n: int = BATCH) -> torch.Tensor:

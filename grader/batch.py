@@ -1,0 +1,157 @@
+"""Grade a class: many submissions in parallel, with progress, an ETA and incremental regrading.
+
+A submission is graded again only when its upload or the grader changed: each
+output folder keeps ``.grade-cache.json`` with the upload's content hash, the
+grader's fingerprint (its code, the assignment's configuration and keys, the
+reference solutions) and the result.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__, report
+from .config import Assignment
+from .grade import GradeResult, grade
+from .paths import ASSIGNMENTS_DIR, PACKAGE_DIR, SOLUTIONS_DIR
+
+CACHE_FILE = ".grade-cache.json"
+
+
+def _hash_tree(digest: hashlib._Hash, root: Path, skip: tuple[str, ...] = ()) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip and d != "__pycache__")
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+
+
+def input_hash(path: Path) -> str:
+    """Content hash of an upload as it lies on disk (a file's bytes, or every file of a folder)."""
+    digest = hashlib.sha256()
+    path = Path(path)
+    if path.is_dir():
+        _hash_tree(digest, path)
+    elif path.is_file():
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def grader_fingerprint(assignment: Assignment, public_only: bool = False) -> str:
+    """What a result depends on besides the upload: grader code, assignment settings, keys, solutions."""
+    digest = hashlib.sha256(f"{__version__}\0{assignment!r}\0{public_only}\0".encode())
+    _hash_tree(digest, PACKAGE_DIR)
+    folder = ASSIGNMENTS_DIR / assignment.name
+    if folder.is_dir():
+        _hash_tree(digest, folder, skip=("examples",))
+    if SOLUTIONS_DIR.is_dir():
+        _hash_tree(digest, SOLUTIONS_DIR)
+    return digest.hexdigest()
+
+
+def cached_result(folder: Path, upload: str, fingerprint: str) -> GradeResult | None:
+    """The stored result in ``folder`` when it was made from the same upload by the same grader."""
+    try:
+        data = json.loads((folder / CACHE_FILE).read_text())
+        if data["input"] == upload and data["grader"] == fingerprint:
+            return GradeResult.from_dict(data["result"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def store_result(folder: Path, upload: str, fingerprint: str, result: GradeResult) -> None:
+    report.write_atomic(folder / CACHE_FILE, json.dumps(
+        {"input": upload, "grader": fingerprint, "result": result.to_dict()}) + "\n")
+
+
+class Progress:
+    """A progress bar with an ETA on a terminal; one line per submission otherwise (logs, CI)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.total, self.done, self.skipped = total, 0, 0
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.start = time.monotonic()
+        self.graded_time = 0.0
+        self.lock = threading.Lock()
+
+    def eta(self) -> float | None:
+        """Seconds left, from the pace of the submissions actually graded (not the cached ones)."""
+        graded = self.done - self.skipped
+        if graded == 0:
+            return None
+        pace = (time.monotonic() - self.start) / graded
+        return pace * (self.total - self.done)
+
+    def update(self, result: GradeResult, cached: bool) -> None:
+        with self.lock:
+            self.done += 1
+            self.skipped += cached
+            if self.quiet:
+                return
+            eta = self.eta()
+            left = "" if self.done == self.total or eta is None else f", ETA {_clock(eta)}"
+            note = " (unchanged, not regraded)" if cached else f" ({result.status})"
+            if self.tty:
+                width = 30
+                filled = int(width * self.done / max(self.total, 1))
+                bar = "#" * filled + "." * (width - filled)
+                line = (f"\r[{bar}] {self.done}/{self.total} {_clock(time.monotonic() - self.start)}{left} "
+                        f"| {result.submission[:24]}: {result.score:g}/{result.max_score:g}{note}")
+                self.stream.write(line[:160].ljust(100) + ("\n" if self.done == self.total else ""))
+            else:
+                self.stream.write(f"[{self.done}/{self.total}] {result.submission}: "
+                                  f"{result.score:g}/{result.max_score:g}{note}{left}\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: Path, *,
+              jobs: int = 1, force: bool = False, quiet: bool = False) -> list[GradeResult]:
+    """Grade ``paths`` (reported as ``names``) into ``out``/<name>/, ``jobs`` at a time.
+
+    Unchanged submissions keep their stored result unless ``force``. One broken
+    submission never stops the batch: grade() turns student failures into
+    results, and anything else is recorded as a grader error for that submission.
+    """
+    fingerprint = grader_fingerprint(assignment)
+    progress = Progress(len(paths), quiet=quiet)
+    results: list[GradeResult | None] = [None] * len(paths)
+
+    def one(i: int) -> None:
+        folder = out / names[i]
+        upload = input_hash(paths[i])
+        result = None if force else cached_result(folder, upload, fingerprint)
+        cached = result is not None
+        if result is None:
+            try:
+                result = grade(assignment, paths[i], name=names[i])
+            except Exception as err:  # noqa: BLE001 - a grader fault costs this submission, not the batch
+                import traceback
+
+                result = GradeResult(assignment.name, names[i], "", [], "error", 0.0,
+                                     problems=[f"the grader failed on this submission ({err})"],
+                                     grader_errors=[traceback.format_exc()])
+            report.write_submission_reports(result, out)
+            if not result.grader_errors:
+                store_result(folder, upload, fingerprint, result)
+        results[i] = result
+        progress.update(result, cached)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, range(len(paths))))
+    return [r for r in results if r is not None]
