@@ -133,6 +133,38 @@ def run_demo(*, out: Path | None = None) -> list[GradeResult]:
     return all_results
 
 
+def run_release(*, out: Path, assignments: list[str] | None = None) -> int:
+    """Write the student bundle; exit status 1 (and nothing written) when it would leak."""
+    from .paths import IS_BUNDLE
+    from .release import LeakError, build
+
+    if IS_BUNDLE:
+        raise UsageError("this is a student bundle: releases are made from the course repository")
+    try:
+        files = build(out, assignments=assignments)
+    except FileExistsError as err:
+        raise UsageError(str(err)) from err
+    except LeakError as err:
+        print(f"grader release: {err}", file=sys.stderr)
+        return 1
+    print(f"Wrote the student bundle ({len(files)} files) to {out}. Students run: pip install {out}; "
+          f"cd {out}/starter; grader check")
+    return 0
+
+
+def run_autograder(*, assignment: str, out: Path) -> int:
+    """Write the Gradescope autograder zip for one assignment."""
+    from .autograder import build
+    from .paths import IS_BUNDLE
+
+    if IS_BUNDLE:
+        raise UsageError("this is a student bundle: autograders are made from the course repository")
+    members = build(assignment, out)
+    print(f"Wrote {out} ({len(members)} files): upload it as the assignment's autograder on Gradescope "
+          "(Ubuntu 22.04 base image).")
+    return 0
+
+
 def entry() -> None:
     """Console-script entry: run main, then exit without torch's slow interpreter teardown.
 
@@ -163,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="grade every submission again, even those unchanged since the last run into OUT")
     p.add_argument("submissions", nargs="+", type=Path, help="zips, folders, or folders of many submissions")
 
+    p = sub.add_parser("release", help="write the student bundle: starter, statements, public checks only")
+    p.add_argument("--out", required=True, type=Path, help="a new (or empty) folder for the bundle")
+    p.add_argument("--assignment", action="append", help="only this assignment (repeatable; default all)")
+
+    p = sub.add_parser("autograder", help="write a Gradescope autograder zip for one assignment")
+    p.add_argument("--assignment", required=True, help=f"one of {', '.join(available())}")
+    p.add_argument("--out", default=Path("autograder.zip"), type=Path, help="zip to write (default autograder.zip)")
+
     p = sub.add_parser("demo", help="grade the bundled example submissions (no network)")
     p.add_argument("--out", default=None, type=Path, help="output folder (default: a temporary folder)")
 
@@ -175,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             r = run_check(assignment=_assignment(args.assignment, path), path=path)
             results = [r]
         elif args.command == "grade":
+            from .paths import IS_BUNDLE
+
+            if IS_BUNDLE:
+                raise UsageError("this student bundle has the public checks only: run `grader check`; "
+                                 "hidden tests run when you submit")
             if args.jobs < 1:
                 raise UsageError("--jobs must be at least 1")
             results = run_grade(assignment=_assignment(args.assignment), submissions=args.submissions,
@@ -182,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             print(report.table(results))
             print(f"Wrote {args.out}/<submission>/results.json and feedback.md, {args.out}/grades.csv, "
                   f"summary.md and summary.png" + (f", and {args.out}.zip" if args.zip else ""))
+        elif args.command == "release":
+            return run_release(out=args.out, assignments=args.assignment)
+        elif args.command == "autograder":
+            return run_autograder(assignment=args.assignment, out=args.out)
         else:
             results = run_demo(out=args.out)
     except (UsageError, ConfigError) as err:

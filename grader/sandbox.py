@@ -94,7 +94,7 @@ def fork_mode() -> bool:
     return sys.platform.startswith("linux") and not os.environ.get("DGM_NO_FORK")
 
 
-SANDBOX_MOUNTS = ("/tmp", "/scratch", "/submission", "/opt/dgm", "/proc", "/dev")
+SANDBOX_MOUNTS = ("/scratch", "/submission", "/opt/dgm", "/proc", "/dev")   # (a venv under /tmp is fine)
 
 
 def _python_paths(repo_root: Path) -> list[str]:
@@ -113,14 +113,14 @@ def _python_paths(repo_root: Path) -> list[str]:
                 or any(real.startswith(q + os.sep) for q in prefixes)):
             paths.add(real)
     repo = os.path.realpath(repo_root)
-    if os.path.basename(repo) in ("site-packages", "dist-packages"):
-        repo = "//nothing-to-hide"   # an installed package: the solutions are not there
+    if {"site-packages", "dist-packages"} & set(Path(repo).parts):
+        repo = "//nothing-to-hide"   # an installed package (a student bundle): no solutions there
     keep = []
     for real in sorted(paths):
         holds_repo = repo == real or repo.startswith(real.rstrip(os.sep) + os.sep)
         in_repo = real.startswith(repo + os.sep)
         in_env = any(real == q or real.startswith(q + os.sep) for q in prefixes if q != repo)
-        if holds_repo or (in_repo and not in_env and "site-packages" not in real) or any(
+        if holds_repo or real == "/tmp" or (in_repo and not in_env and "site-packages" not in real) or any(
                 real == m or real.startswith(m + os.sep) for m in SANDBOX_MOUNTS):
             continue   # a virtual environment inside the repository is fine, the rest of it is not
         if os.path.isdir(real):
@@ -174,7 +174,9 @@ def _command(stage: Path, scratch: Path, repo_root: Path) -> tuple[list[str], li
     sys_paths = _python_paths(repo_root)
     config = {"fork": fork_mode(), "drop_uid": None}
     if bwrap:
-        config.update(submission_root="/submission", scratch_root="/scratch", wipe=["/tmp", "/dev/shm"])
+        # /tmp is emptied after every submission unless an interpreter folder is mounted inside it
+        wipe = ["/dev/shm"] + ([] if any(p.startswith("/tmp/") for p in sys_paths) else ["/tmp"])
+        config.update(submission_root="/submission", scratch_root="/scratch", wipe=wipe)
         cmd = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev",
                "--tmpfs", "/tmp", "--tmpfs", "/scratch"]
@@ -208,8 +210,7 @@ def _command(stage: Path, scratch: Path, repo_root: Path) -> tuple[list[str], li
             layers.append("orphaned descendants killed (subreaper)")
         layers.append("no bubblewrap: the file system and network are NOT isolated")
     elif fork_mode():
-        layers.append("one sandbox per grading thread, reused: probes fork from it, "
-                      "their processes and files are removed after every submission")
+        layers.append("torch imported once per sandbox; nothing a submission leaves is kept")
     return cmd + [json.dumps(config)], layers
 
 

@@ -1,0 +1,186 @@
+"""Gradescope autograder bundle: ``grader autograder --assignment A --out autograder.zip``.
+
+The zip holds ``setup.sh`` (installs Python, bubblewrap, CPU-only torch and the
+grader with pinned dependencies), ``run_autograder`` (grades
+``/autograder/submission`` into ``/autograder/results/results.json``), and the
+grader's source with the hidden material: hidden checks, reference solutions,
+answer keys. ``run_autograder`` writes a valid results file even when the
+grader itself cannot run. Set ``AUTOGRADER_ROOT`` (default ``/autograder``) and
+``AUTOGRADER_PYTHON`` (default: the setup's virtual environment) to try it
+outside Gradescope.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from .paths import REPO_ROOT
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_PACKAGES = ("torch", "torchvision")
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once, as root, while it builds the autograder image (Ubuntu 22.04).
+# Everything goes into a virtual environment, /opt/dgm-venv, with the versions the course
+# tested (requirements.txt) and CPU-only torch.
+set -euo pipefail
+cd "$(dirname "$0")"
+export DEBIAN_FRONTEND=noninteractive
+PYVER={pyver}
+apt-get update -y
+apt-get install -y --no-install-recommends python3 python3-venv "python$PYVER" "python$PYVER-venv" \\
+  || apt-get install -y --no-install-recommends python3 python3-venv
+apt-get install -y --no-install-recommends bubblewrap \\
+  || echo "setup.sh: bubblewrap is unavailable; results will list the isolation layers in force"
+if command -v "python$PYVER" >/dev/null; then PY="python$PYVER"; PINNED=1; else PY=python3; PINNED=0; fi
+"$PY" -m venv /opt/dgm-venv
+V=/opt/dgm-venv/bin/python
+"$V" -m pip install --upgrade pip
+# CPU-only torch: the default wheels carry CUDA (gigabytes), and the graders have no GPU.
+if [ "$PINNED" = 1 ]; then
+  "$V" -m pip install --index-url {cpu_index} {torch_pins}
+  "$V" -m pip install -r requirements.txt
+else
+  echo "setup.sh: python$PYVER is unavailable; installing the newest versions that fit $("$PY" --version)"
+  "$V" -m pip install --index-url {cpu_index} {torch_names}
+fi
+"$V" -m pip install -e .
+"$V" -c "import grader, torch; print('dgm-harness ready; torch', torch.__version__)"
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for every submission: grade /autograder/submission into
+# /autograder/results/results.json. Whatever happens, a valid results file is left there.
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+PY="${{AUTOGRADER_PYTHON:-}}"
+if [ -z "$PY" ]; then
+  if [ -x /opt/dgm-venv/bin/python ]; then PY=/opt/dgm-venv/bin/python; else PY=python3; fi
+fi
+RESULTS="$ROOT/results/results.json"
+mkdir -p "$ROOT/results"
+rm -f "$RESULTS"
+cd "$ROOT/source" || true
+PYTHONPATH="$ROOT/source${{PYTHONPATH:+:$PYTHONPATH}}" timeout {timeout_s} \\
+  "$PY" -m grader.autograder run --assignment {assignment} \\
+  --submission "$ROOT/submission" --results "$RESULTS"
+status=$?
+if ! "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); assert isinstance(d, dict) and "tests" in d' \\
+    "$RESULTS" 2>/dev/null; then
+  cat > "$RESULTS" <<EOF
+{{"score": 0, "output": "The autograder could not grade this submission (status $status). Course staff have been told; your upload is kept and will be graded.", "tests": [], "visibility": "visible", "stdout_visibility": "hidden"}}
+EOF
+fi
+exit 0
+"""
+
+
+def pins(names: list[str]) -> dict[str, str]:
+    """name -> the version installed here, for reproducible grading images."""
+    out = {}
+    for name in names:
+        base = name.split(";")[0].split("[")[0]
+        for sep in ("==", ">=", "<=", "~=", ">", "<"):
+            base = base.split(sep)[0]
+        base = base.strip()
+        try:
+            out[base] = metadata.version(base)
+        except metadata.PackageNotFoundError:
+            out[base] = ""
+    return out
+
+
+def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: int = 1800) -> list[str]:
+    """Write the Gradescope autograder zip for ``assignment`` to ``out``; return its members."""
+    from .config import load_assignment
+
+    load_assignment(assignment, repo_root / "assignments")   # a clear error for an unknown name
+    from .release import project_dependencies
+
+    versions = pins(project_dependencies(repo_root))
+    torch_pins = " ".join(f"{n}=={v}" if v else n for n, v in versions.items() if n in TORCH_PACKAGES)
+    requirements = "".join(f"{n}=={v}\n" if v else f"{n}\n" for n, v in versions.items()
+                           if n not in TORCH_PACKAGES)
+    members: dict[str, bytes | Path] = {
+        "setup.sh": SETUP_SH.format(cpu_index=CPU_INDEX, torch_pins=torch_pins, torch_names=" ".join(TORCH_PACKAGES),
+                                    pyver="{}.{}".format(*sys.version_info[:2])).encode(),
+        "run_autograder": RUN_AUTOGRADER.format(assignment=assignment, timeout_s=timeout_s).encode(),
+        "requirements.txt": requirements.encode(),
+        "pyproject.toml": repo_root / "pyproject.toml",
+        "README.md": repo_root / "README.md",
+    }
+    folders = ["grader", "solutions", "starter", f"assignments/{assignment}"]
+    for folder in folders:
+        for path in sorted((repo_root / folder).rglob("*")):
+            rel = path.relative_to(repo_root)
+            if path.is_file() and "__pycache__" not in rel.parts and "examples" not in rel.parts \
+                    and ".ipynb_checkpoints" not in rel.parts:
+                members[rel.as_posix()] = path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            executable = name in ("setup.sh", "run_autograder") or name.endswith(".sh")
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content.read_bytes() if isinstance(content, Path) else content)
+    os.replace(tmp, out)
+    return list(members)
+
+
+def _fallback(message: str, detail: str) -> dict:
+    """A valid Gradescope result saying the grader failed, with the details for staff only."""
+    return {"score": 0, "output": message, "visibility": "visible", "stdout_visibility": "hidden",
+            "tests": [{"name": "Autograder error (staff only)", "score": 0, "max_score": 0, "status": "failed",
+                       "output": detail[-8000:], "visibility": "hidden", "tags": ["grader-error"]}]}
+
+
+def run(assignment: str, submission: Path, results: Path) -> int:
+    """Grade one Gradescope submission folder into ``results``; always writes a valid file.
+
+    Imports the rest of the grader inside the guard, so that even a grader that
+    cannot be imported yields a result for the student and a traceback for staff.
+    """
+    try:
+        from . import report
+        from .config import load_assignment
+        from .grade import grade
+
+        a = load_assignment(assignment)
+        r = grade(a, submission, name="submission")
+        data = report.results_json(r)
+        code = 3 if r.grader_errors else 0
+    except BaseException:  # noqa: BLE001 - the student must get a valid result, staff the traceback
+        data = _fallback("The autograder failed on this submission. Course staff have been told; "
+                         "your upload is kept and will be graded.", traceback.format_exc())
+        code = 3
+    results.parent.mkdir(parents=True, exist_ok=True)
+    tmp = results.with_name(results.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, results)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m grader.autograder run ...``: the entry point of ``run_autograder``."""
+    parser = argparse.ArgumentParser(prog="python -m grader.autograder")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="grade one Gradescope submission folder")
+    p.add_argument("--assignment", required=True)
+    p.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
+    p.add_argument("--results", type=Path, default=Path("/autograder/results/results.json"))
+    args = parser.parse_args(argv)
+    return run(args.assignment, args.submission, args.results)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,289 @@
+"""Build the student bundle (``grader release``) and refuse to write one that leaks.
+
+The bundle holds the starter (what students edit), the assignment statements,
+``make_submission.sh``, and an installable copy of the grader that runs the
+public checks only. Before anything is written, every file of the bundle is
+scanned for secrets: solution code (the lines inside ``BEGIN/END SOLUTION``
+blocks of ``solutions/``), short-answer keys, files copied from ``solutions/``,
+and hidden checks (``grader/checks/*_hidden.py``, by name and by content).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .config import available, load_assignment
+from .paths import REPO_ROOT
+from .starter import ANSWER_LINE, BEGIN, END
+
+HIDDEN_MODULE = re.compile(r"_hidden\.py$")
+MIN_SECRET_CHARS = 16     # shorter lines ("return x", "else:") are not distinctive enough to mean a leak
+
+
+class LeakError(RuntimeError):
+    """The bundle would contain something students must not see; the message names the files."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A line students must not see, and where it comes from."""
+
+    text: str
+    source: str
+
+
+def _code_lines(path: Path) -> list[str]:
+    """The source lines of a .py file, or of every code cell of a notebook."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".ipynb":
+        try:
+            nb = json.loads(text)
+        except ValueError:
+            return text.splitlines()
+        lines: list[str] = []
+        for cell in nb.get("cells", []):
+            src = cell.get("source", "")
+            lines += ("".join(src) if isinstance(src, list) else src).splitlines()
+        return lines
+    return text.splitlines()
+
+
+def _distinctive(line: str) -> bool:
+    s = line.strip()
+    return len(s) >= MIN_SECRET_CHARS and not s.startswith("#") and any(c.isalpha() for c in s)
+
+
+def secrets(repo_root: Path = REPO_ROOT) -> dict[str, Secret]:
+    """Stripped line -> Secret, for solution blocks, answer keys and hidden checks.
+
+    Lines that also appear outside the secret parts (a shared import, a line the
+    starter keeps) are public and left out, so the scan has no false alarms.
+    """
+    found: dict[str, Secret] = {}
+    public: set[str] = set()
+    solutions = repo_root / "solutions"
+    for path in sorted(solutions.rglob("*")) if solutions.is_dir() else []:
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(repo_root).as_posix()
+        if path.suffix in (".py", ".ipynb"):
+            inside = False
+            for n, line in enumerate(_code_lines(path), 1):
+                if BEGIN.match(line):
+                    inside = True
+                    public.add(line.strip())   # its TODO text is what the starter shows
+                elif END.match(line):
+                    inside = False
+                elif inside and _distinctive(line):
+                    found.setdefault(line.strip(), Secret(line.strip(), f"{rel} line {n}"))
+                else:
+                    public.add(line.strip())
+        elif path.suffix in (".yaml", ".yml"):
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if ANSWER_LINE.match(line):
+                    found.setdefault(line.strip(), Secret(line.strip(), f"{rel} line {n} (an answer key)"))
+    package = repo_root / "grader"
+    hidden_ids = hidden_checks(repo_root)
+    for path in sorted(package.rglob("*.py")) if package.is_dir() else []:
+        if "__pycache__" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        if HIDDEN_MODULE.search(path.name) or set(REGISTER.findall(text)) & set(hidden_ids):
+            rel = path.relative_to(repo_root).as_posix()
+            for n, line in enumerate(lines, 1):
+                if _distinctive(line) and not line.strip().startswith(("import ", "from ", '"""')):
+                    found.setdefault(line.strip(), Secret(line.strip(), f"{rel} line {n} (a hidden check)"))
+        else:  # the rest of the grader ships to students: its lines are public
+            public.update(line.strip() for line in lines)
+    public_text = "\n".join(public)
+    return {k: v for k, v in found.items() if k not in public and k not in public_text}
+
+
+REGISTER = re.compile(r"""@register\(\s*["']([^"']+)["']""")
+
+
+def hidden_checks(repo_root: Path = REPO_ROOT) -> dict[str, str]:
+    """Check id -> the hidden module (``grader/checks/*_hidden.py``) that registers it."""
+    out: dict[str, str] = {}
+    for path in sorted((repo_root / "grader" / "checks").glob("*_hidden.py")):
+        for ident in REGISTER.findall(path.read_text(encoding="utf-8")):
+            out.setdefault(ident, path.relative_to(repo_root).as_posix())
+    return out
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def scan(bundle: Path, repo_root: Path = REPO_ROOT) -> list[str]:
+    """Every leak in ``bundle``, one message per file: what it contains and where that comes from."""
+    table = secrets(repo_root)
+    hidden_ids = hidden_checks(repo_root)
+    solution_files = {}   # digest -> path, for the solution files that hold secrets
+    solutions = repo_root / "solutions"
+    for p in sorted(solutions.rglob("*")) if solutions.is_dir() else []:
+        if p.is_file() and p.suffix in (".py", ".ipynb", ".yaml", ".yml"):
+            if any(BEGIN.match(line) or ANSWER_LINE.match(line) for line in _code_lines(p)):
+                solution_files[_digest(p)] = p.relative_to(repo_root).as_posix()
+    problems = []
+    for path in sorted(bundle.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(bundle).as_posix()
+        if HIDDEN_MODULE.search(path.name):
+            problems.append(f"{rel}: a hidden check module")
+            continue
+        if "solutions" in path.relative_to(bundle).parts[:-1]:
+            problems.append(f"{rel}: inside a solutions/ folder")
+            continue
+        if solution_files.get(_digest(path)):
+            problems.append(f"{rel}: a copy of {solution_files[_digest(path)]}")
+            continue
+        try:
+            lines = _code_lines(path) if path.suffix == ".ipynb" else path.read_text(encoding="utf-8").splitlines()
+        except (UnicodeDecodeError, OSError):
+            continue  # binary files: only whole copies matter, checked above
+        marker = next((line.strip() for line in lines if BEGIN.match(line) or ANSWER_LINE.match(line)), None)
+        if marker is not None:
+            problems.append(f"{rel}: a solution marker or an answer key line: {marker[:80]!r}")
+            continue
+        text = "\n".join(lines)
+        registered = [i for i in REGISTER.findall(text) if i in hidden_ids]
+        if registered:
+            problems.append(f"{rel}: registers {registered[0]!r}, a hidden check of {hidden_ids[registered[0]]}")
+            continue
+        hit = next((secret for key, secret in table.items() if key in text), None)
+        if hit is not None:
+            problems.append(f"{rel}: contains {hit.source}: {hit.text[:80]!r}")
+    return problems
+
+
+STUDENT_README = """# {title}
+
+Your homework bundle: the starter code, the statements, and a grader that runs the
+public checks on your machine in seconds. Hidden tests compare your values with
+the reference solution when you submit.
+
+## Set up
+
+```
+pip install .          # Python 3.10 or newer; installs torch, torchvision and the grader
+```
+
+## Work
+
+The statements are in `statements/`; your files are in `starter/`.
+
+```
+cd starter
+grader check                                   # public checks of the gan assignment (codebase/gan.py)
+grader check --assignment gan1d gan_1d.ipynb   # the 1-D GAN notebook
+grader check --assignment vae vae_wake_sleep.ipynb
+```
+
+## Submit
+
+```
+./make_submission.sh          # gan   -> gan_submission.zip
+./make_submission.sh gan1d    # gan1d -> gan1d_submission.zip
+./make_submission.sh vae      # vae   -> vae_submission.zip
+```
+
+Upload the zip. Written answers (derivations, plots, discussion) are graded by
+course staff; one-line answers go in the `*_answers.yaml` files.
+"""
+
+STUDENT_PYPROJECT = """[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "dgm-harness-student"
+version = "{version}"
+description = "Starter code and public checks for the deep generative models homework."
+requires-python = ">=3.10"
+dependencies = {dependencies}
+
+[project.scripts]
+grader = "grader.cli:entry"
+
+[tool.setuptools.packages.find]
+include = ["grader*"]
+
+[tool.setuptools.package-data]
+grader = ["data/**/*", "py.typed"]
+"""
+
+INSTRUCTOR_ONLY = ("release.py", "autograder.py", "starter.py")   # need solutions/; useless to students
+
+
+def project_dependencies(repo_root: Path = REPO_ROOT) -> list[str]:
+    """The runtime dependencies declared in the repository's pyproject.toml."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return ["torch>=2.14", "torchvision>=0.29", "numpy", "pyyaml", "nbformat", "nbconvert", "matplotlib", "tqdm"]
+    with open(repo_root / "pyproject.toml", "rb") as f:
+        return list(tomllib.load(f)["project"]["dependencies"])
+
+
+def _copy_package(repo_root: Path, dest: Path) -> None:
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n == "__pycache__" or n == "data" or HIDDEN_MODULE.search(n)}
+        if Path(folder).resolve() == (repo_root / "grader").resolve():
+            skip |= {n for n in names if n in INSTRUCTOR_ONLY}
+        return skip
+
+    shutil.copytree(repo_root / "grader", dest, ignore=ignore)
+
+
+def build(out: Path, repo_root: Path = REPO_ROOT, assignments: list[str] | None = None) -> list[str]:
+    """Write the student bundle to ``out`` (which must not exist, or be empty); return its files.
+
+    Raises:
+        LeakError: something secret would be included; nothing is written then.
+        FileExistsError: ``out`` holds files already.
+    """
+    names = assignments or available()
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; choose a new folder for the bundle")
+    stage = Path(tempfile.mkdtemp(prefix="dgm-release-"))
+    try:
+        starter = repo_root / "starter"
+        shutil.copytree(starter, stage / "starter", ignore=shutil.ignore_patterns("__pycache__"))
+        _copy_package(repo_root, stage / "grader")
+        data = stage / "grader" / "data"
+        shutil.copytree(starter, data / "starter", ignore=shutil.ignore_patterns("__pycache__"))
+        for name in names:
+            load_assignment(name, repo_root / "assignments")   # a clear error for an unknown name
+            src = repo_root / "assignments" / name
+            (data / "assignments" / name).mkdir(parents=True)
+            shutil.copyfile(src / "assignment.yaml", data / "assignments" / name / "assignment.yaml")
+            if (src / "README.md").is_file():
+                (stage / "statements").mkdir(exist_ok=True)
+                shutil.copyfile(src / "README.md", stage / "statements" / f"{name}.md")
+        (stage / "README.md").write_text(STUDENT_README.format(title="Deep generative models: homework"))
+        (stage / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(
+            version=__version__, dependencies=json.dumps(project_dependencies(repo_root))))
+        problems = scan(stage, repo_root)
+        if problems:
+            raise LeakError("the student bundle would leak; nothing was written:\n  " + "\n  ".join(problems))
+        out.mkdir(parents=True, exist_ok=True)
+        files = []
+        for path in sorted(stage.rglob("*")):
+            rel = path.relative_to(stage)
+            if path.is_dir():
+                (out / rel).mkdir(exist_ok=True)
+            else:
+                shutil.copy2(path, out / rel)
+                files.append(rel.as_posix())
+        return files
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

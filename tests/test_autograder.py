@@ -1,0 +1,94 @@
+"""grader autograder: a Gradescope bundle that grades /autograder/submission into a results.json,
+tried in a temporary root laid out like /autograder."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from grader.autograder import build
+from grader.paths import REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "assignments" / "gan" / "examples"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ag") / "autograder.zip"
+    build("gan", out)
+    return out
+
+
+def _root(tmp_path, bundle, submission=None):
+    """A fake /autograder: source/ unpacked from the zip, submission/ as Gradescope fills it."""
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(root / "source")
+        for info in zf.infolist():   # extractall drops the permission bits Gradescope keeps
+            mode = info.external_attr >> 16
+            if mode & stat.S_IXUSR:
+                os.chmod(root / "source" / info.filename, 0o755)
+    (root / "submission").mkdir()
+    if submission is not None:
+        shutil.copytree(submission, root / "submission", dirs_exist_ok=True)
+    return root
+
+
+def _run(root, python=sys.executable):
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": str(python)}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_the_zip_holds_setup_run_script_and_the_hidden_material(bundle):
+    with zipfile.ZipFile(bundle) as zf:
+        names = set(zf.namelist())
+        modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
+        setup = zf.read("setup.sh").decode()
+        requirements = zf.read("requirements.txt").decode()
+    assert {"setup.sh", "run_autograder", "requirements.txt", "pyproject.toml", "README.md",
+            "grader/checks/gan_hidden.py", "solutions/codebase/gan.py", "solutions/gan_answers.yaml",
+            "assignments/gan/assignment.yaml", "starter/codebase/utils.py"} <= names
+    assert not [n for n in names if "/examples/" in n or "__pycache__" in n or n.startswith("assignments/vae")]
+    assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
+    assert "download.pytorch.org/whl/cpu" in setup and "torch==" in setup and "bubblewrap" in setup
+    assert all("==" in line for line in requirements.splitlines())        # pinned
+    assert "torch" not in requirements.split()                            # CPU torch comes from its own index
+
+
+def test_run_autograder_grades_a_real_submission(tmp_path, bundle):
+    root = _root(tmp_path, bundle, EXAMPLES / "alice_correct")
+    results = _run(root)
+    assert results["score"] == 48
+    assert len([t for t in results["tests"] if "manual" not in t["tags"]]) == 24
+    assert all({"name", "score", "max_score", "output", "visibility"} <= set(t) for t in results["tests"])
+    assert "dgm-harness" in results["output"]
+
+
+def test_a_wrong_submission_loses_only_its_parts(tmp_path, bundle):
+    root = _root(tmp_path, bundle, EXAMPLES / "bob_minimax_as_nonsaturating")
+    results = _run(root)
+    assert 0 < results["score"] < 48
+
+
+def test_an_empty_upload_gets_a_valid_result_that_says_what_is_missing(tmp_path, bundle):
+    results = _run(_root(tmp_path, bundle))
+    assert results["score"] == 0 and "codebase/gan.py is missing" in json.dumps(results)
+
+
+def test_a_broken_grader_still_writes_a_valid_results_file(tmp_path, bundle):
+    root = _root(tmp_path, bundle, EXAMPLES / "alice_correct")
+    (root / "source" / "grader" / "grade.py").write_text("raise RuntimeError('the grader is broken')\n")
+    results = _run(root)
+    assert results["score"] == 0 and "Course staff have been told" in results["output"]
+    staff = [t for t in results["tests"] if t["visibility"] == "hidden"]
+    assert staff and "the grader is broken" in staff[0]["output"]
+    results = _run(root, python="/nonexistent/python3")   # no interpreter at all: the shell writes it
+    assert results["score"] == 0 and results["tests"] == [] and "could not grade" in results["output"]
