@@ -19,7 +19,7 @@ from typing import TextIO
 
 from . import __version__, report
 from .config import Assignment
-from .grade import GradeResult, grade
+from .grade import GradeResult, all_failed, grade
 from .paths import ASSIGNMENTS_DIR, PACKAGE_DIR, SOLUTIONS_DIR
 
 CACHE_FILE = ".grade-cache.json"
@@ -143,9 +143,9 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
             except Exception as err:  # noqa: BLE001 - a grader fault costs this submission, not the batch
                 import traceback
 
-                result = GradeResult(assignment.name, names[i], "", [], "error", 0.0,
-                                     problems=[f"the grader failed on this submission ({err})"],
-                                     grader_errors=[traceback.format_exc()])
+                why = f"the grader failed on this submission ({err}); course staff have been told"
+                result = GradeResult(assignment.name, names[i], "", all_failed(assignment, why, False), "error",
+                                     0.0, problems=[why], grader_errors=[traceback.format_exc()])
             report.write_submission_reports(result, out)
             if not result.grader_errors:
                 store_result(folder, upload, fingerprint, result)

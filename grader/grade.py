@@ -146,13 +146,13 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
     try:
         sub = load_submission(path, assignment.required_files, assignment.optional_files)
     except SubmissionError as err:
-        tests = _all_failed(assignment, f"the submission could not be read: {err}", public_only)
+        tests = all_failed(assignment, f"the submission could not be read: {err}", public_only)
         return GradeResult(assignment.name, name or submission_name(path), "", tests, "invalid",
                            time.monotonic() - start, problems=[str(err)])
     try:
         if sub.problems:
             msg = "; ".join(sub.problems)
-            tests = _all_failed(assignment, msg, public_only)
+            tests = all_failed(assignment, msg, public_only)
             return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, "invalid",
                                time.monotonic() - start, problems=sub.problems)
         _fill_support(sub.files_dir, assignment)
@@ -163,7 +163,7 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
             except NotebookError as err:
                 msg = f"{assignment.module}: {err}"
                 return GradeResult(assignment.name, name or sub.name, sub.sha256,
-                                   _all_failed(assignment, msg, public_only), "invalid",
+                                   all_failed(assignment, msg, public_only), "invalid",
                                    time.monotonic() - start, problems=[msg])
         # import the checks (and torch) while the worker imports its own copy: two cores, half the wait
         loader = threading.Thread(target=_prepare_checks, args=(assignment, public_only), daemon=True)
@@ -198,7 +198,8 @@ def _selected(assignment: Assignment, public_only: bool):
             yield f"{part.name}.{j}", part, test, fn
 
 
-def _all_failed(assignment: Assignment, message: str, public_only: bool) -> list[TestResult]:
+def all_failed(assignment: Assignment, message: str, public_only: bool) -> list[TestResult]:
+    """Every test of the assignment failed with ``message`` (an unreadable upload, a grader fault)."""
     tests = [TestResult(f"{part.function}: {test.name}", num, [part.function], 0.0,
                         test.points, False, message, test.visibility)
              for num, part, test, _ in _selected(assignment, public_only)]

@@ -198,3 +198,26 @@ def test_one_server_grades_many_submissions_without_a_new_torch_import(gan_assig
     assert sandbox.idle_server_pids() == []
     assert not any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
                    for pid in servers)
+
+
+def test_a_grader_fault_on_one_submission_does_not_stop_the_batch(gan_assignment, tmp_path, monkeypatch):
+    cls = tmp_path / "class"
+    for name in ("alice", "bob", "carol"):
+        write_gan(cls / name, REFERENCE_GAN)
+    real_grade = batch.grade
+
+    def flaky(assignment, path, **kw):
+        if path.name == "bob":
+            raise RuntimeError("disk on fire")
+        return real_grade(assignment, path, **kw)
+
+    monkeypatch.setattr(batch, "grade", flaky)
+    out = tmp_path / "out"
+    results = {r.submission: r for r in run_grade(assignment=gan_assignment, submissions=[cls], out=out,
+                                                   jobs=2, quiet=True)}
+    assert results["alice"].score == results["carol"].score == 45
+    assert results["bob"].status == "error" and "disk on fire" in results["bob"].grader_errors[0]
+    bob = json.loads((out / "bob" / "results.json").read_text())
+    assert bob["score"] == 0 and "the grader failed on this submission" in bob["output"]
+    assert "bob,0,0,0,0,0,0,48,error" in (out / "grades.csv").read_text().splitlines()
+    assert not (out / "bob" / batch.CACHE_FILE).exists()   # a grader fault is never cached
