@@ -17,7 +17,7 @@ from .batch import grade_all
 from .config import Assignment, ConfigError, available, load_assignment
 from .grade import GradeResult, grade
 from .paths import ASSIGNMENTS_DIR
-from .submission import submission_name
+from .submission import export_names, submission_name
 
 
 class UsageError(Exception):
@@ -54,11 +54,16 @@ def expand_submissions(paths: list[Path], assignment: Assignment) -> list[Path]:
 
 
 def unique_names(paths: list[Path]) -> list[str]:
-    """Report names for the submissions; repeated names get -2, -3, ... so no output is overwritten."""
+    """Report names for the submissions; repeated names get -2, -3, ... so no output is overwritten.
+
+    In a Gradescope export (``submission_<id>`` folders) the submitters' emails are used.
+    """
     seen: dict[str, int] = {}
     names = []
+    exports: dict[Path, dict[str, str]] = {}
     for p in paths:
-        base = report.safe_name(submission_name(p))
+        people = exports.setdefault(p.parent, export_names(p.parent))
+        base = report.safe_name(people.get(p.name) or submission_name(p))
         seen[base] = seen.get(base, 0) + 1
         names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return names

@@ -16,6 +16,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import yaml
+
 MAX_FILES = 2000
 MAX_TOTAL_BYTES = 200 << 20
 SKIP_DIRS = {"__MACOSX", ".git", "__pycache__", ".ipynb_checkpoints"}
@@ -113,6 +115,43 @@ def submission_name(path: Path) -> str:
     """The name a submission is reported under: its file or folder name without .zip/.ipynb/.py."""
     path = Path(path)
     return path.stem if path.suffix.lower() in (".zip", ".ipynb", ".py") else path.name
+
+
+class _LenientLoader(yaml.SafeLoader):
+    """SafeLoader that reads unknown tags (Ruby objects in Gradescope exports) as plain values."""
+
+
+_LenientLoader.add_multi_constructor("!", lambda loader, suffix, node: (
+    loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode)
+    else loader.construct_mapping(node) if isinstance(node, yaml.MappingNode)
+    else loader.construct_sequence(node)))
+
+
+def export_names(folder: Path) -> dict[str, str]:
+    """Folder name -> who submitted it, from a Gradescope export's ``submission_metadata.yml``.
+
+    Gradescope names the folders ``submission_<id>``; staff want names. Each
+    submitter is reported by email (else name, else SID); group members are
+    joined with '+'. Empty when the folder is not a Gradescope export or the
+    file cannot be read.
+    """
+    meta = Path(folder) / "submission_metadata.yml"
+    try:
+        data = yaml.load(meta.read_text(encoding="utf-8"), Loader=_LenientLoader)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    out: dict[str, str] = {}
+    for key, entry in (data or {}).items() if isinstance(data, dict) else []:
+        submitters = entry.get(":submitters") if isinstance(entry, dict) else None
+        people = []
+        for person in submitters if isinstance(submitters, list) else []:
+            if isinstance(person, dict):
+                who = person.get(":email") or person.get(":name") or person.get(":sid")
+                if who:
+                    people.append(str(who))
+        if people:
+            out[str(key)] = "+".join(people)
+    return out
 
 
 def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:

@@ -221,3 +221,26 @@ def test_a_grader_fault_on_one_submission_does_not_stop_the_batch(gan_assignment
     assert bob["score"] == 0 and "the grader failed on this submission" in bob["output"]
     assert "bob,0,0,0,0,0,0,48,error" in (out / "grades.csv").read_text().splitlines()
     assert not (out / "bob" / batch.CACHE_FILE).exists()   # a grader fault is never cached
+
+
+def test_a_gradescope_export_is_reported_by_submitter(gan_assignment, tmp_path):
+    export = tmp_path / "assignment_42_export"
+    write_gan(export / "submission_1001", REFERENCE_GAN)
+    write_gan(export / "submission_1002", "def broken(:\n")
+    write_gan(export / "submission_1003", REFERENCE_GAN)   # not in the metadata: keeps its folder name
+    (export / "submission_metadata.yml").write_text(
+        "submission_1001:\n"
+        "  :submitters:\n"
+        "  - :name: Alice Liddell\n"
+        "    :sid: '17'\n"
+        "    :email: alice@example.edu\n"
+        "  :created_at: !ruby/object:DateTime 2026-11-20 10:00:00.000000000 -08:00\n"
+        "submission_1002:\n"
+        "  :submitters:\n"
+        "  - :name: Bob\n"
+        "  - :sid: '19'\n")
+    out = tmp_path / "out"
+    results = {r.submission: r.score for r in run_grade(assignment=gan_assignment, submissions=[export], out=out,
+                                                         quiet=True)}
+    assert results == {"alice@example.edu": 45, "Bob_19": 0, "submission_1003": 45}
+    assert (out / "alice@example.edu" / "results.json").is_file()
