@@ -549,6 +549,7 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
     outcomes: dict[str, ProbeOutcome] = {}
     remaining = list(probes)
     layers: list[str] = []
+    retried: set[str] = set()
     while remaining:
         server = _acquire(repo_root, limits)
         layers = server.layers
@@ -563,7 +564,9 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
         _release(server, repo_root, reusable=ended is None)
         if pending:  # the first one was running when the server died or ran out of time
             first = pending[0]
-            if ended == "timeout":
+            if ended == "crashed" and first not in retried:
+                retried.add(first)   # the server itself died: maybe not this probe's doing; once more
+            elif ended == "timeout":
                 outcomes[first] = ProbeOutcome(first, "timeout", f"timed out after {limits.timeout_s:g} s "
                                                "(an infinite loop, or far too slow)")
             else:

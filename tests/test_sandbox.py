@@ -129,3 +129,35 @@ def test_grading_twice_gives_the_same_results(gan_assignment, tmp_path):
         r.pop("execution_time")
     assert a == b
     assert os.listdir(tmp_path / "s") == ["codebase"]  # the submission folder was not touched
+
+
+def test_a_server_that_dies_under_a_probe_gets_one_more_try(gan_assignment, tmp_path, monkeypatch):
+    """The server may die of something else (the OOM killer, another grading thread's probe without
+    bubblewrap): the probe it was running is tried once more on a fresh server before it is blamed."""
+    from grader import sandbox
+
+    real_run = sandbox.WorkerServer.run
+    calls = []
+
+    def dies_once(self, files_dir, module, probes, limits, outcomes, display):
+        calls.append([p["id"] for p in probes])
+        if len(calls) == 1:
+            self.proc.kill()
+            self.proc.wait()
+            return [p["id"] for p in probes], "crashed"
+        return real_run(self, files_dir, module, probes, limits, outcomes, display)
+
+    monkeypatch.setattr(sandbox.WorkerServer, "run", dies_once)
+    r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN))
+    assert r.score == 45 and len(calls) == 2 and calls[0] == calls[1]
+
+    def always_dies(self, files_dir, module, probes, limits, outcomes, display):
+        calls.append([p["id"] for p in probes])
+        self.proc.kill()
+        self.proc.wait()
+        return [p["id"] for p in probes], "crashed"
+
+    monkeypatch.setattr(sandbox.WorkerServer, "run", always_dies)
+    r = grade(gan_assignment, write_gan(tmp_path / "t", REFERENCE_GAN))
+    assert r.score == 0 and r.status == "crashed"
+    assert all("killed by signal SIGKILL" in t.output for t in r.tests if not t.manual and t.tags != ["answers"])
