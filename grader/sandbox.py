@@ -388,9 +388,8 @@ class WorkerServer:
         self.frames: queue.Queue = queue.Queue()
         threading.Thread(target=_read_frames, args=(self.proc.stdout, limits.max_output_bytes + (1 << 20),
                                                     self.frames), daemon=True).start()
-        self.stderr_box: list[bytes] = []
-        threading.Thread(target=lambda: self.stderr_box.append(self.proc.stderr.read(1 << 16)),
-                         daemon=True).start()
+        self.stderr_tail_bytes = b""
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
         self.ready = False
         self.requests = 0
         self.startup_s = limits.startup_s
@@ -409,7 +408,15 @@ class WorkerServer:
     def stderr_tail(self) -> str:
         """The last lines the server wrote to stderr (after it stopped)."""
         time.sleep(0.05)  # let the reader thread collect what the dead process left
-        return (self.stderr_box[0] if self.stderr_box else b"").decode("utf-8", "replace")[-1500:]
+        return self.stderr_tail_bytes.decode("utf-8", "replace")[-1500:]
+
+    def _drain_stderr(self) -> None:
+        """Keep reading the server's stderr for its whole life (a full pipe would stall it); keep the tail."""
+        try:
+            while chunk := self.proc.stderr.read1(1 << 16):
+                self.stderr_tail_bytes = (self.stderr_tail_bytes + chunk)[-(1 << 16):]
+        except (OSError, ValueError):
+            pass
 
     def close(self) -> None:
         """Stop the server and everything it started; remove its folders."""

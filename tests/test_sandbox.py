@@ -161,3 +161,30 @@ def test_a_server_that_dies_under_a_probe_gets_one_more_try(gan_assignment, tmp_
     r = grade(gan_assignment, write_gan(tmp_path / "t", REFERENCE_GAN))
     assert r.score == 0 and r.status == "crashed"
     assert all("killed by signal SIGKILL" in t.output for t in r.tests if not t.manual and t.tags != ["answers"])
+
+
+def test_a_sandbox_that_cannot_start_fails_every_part_with_its_error(gan_assignment, tmp_path, monkeypatch):
+    from grader import sandbox
+
+    sandbox.shutdown_pool()
+    monkeypatch.setattr(sandbox, "_bootstrap", lambda *a: "import sys\nsys.stderr.write('no torch here')\nsys.exit(1)\n")
+    try:
+        r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN))
+    finally:
+        sandbox.shutdown_pool()
+    graded = [t for t in r.tests if not t.manual and t.tags != ["answers"]]
+    assert r.status == "crashed" and r.score == 0
+    assert all("the grader's sandbox failed to start" in t.output and "no torch here" in t.output for t in graded)
+
+
+def test_a_chatty_server_never_stalls_on_a_full_stderr_pipe(gan_assignment, tmp_path, monkeypatch):
+    from grader import sandbox
+
+    real = sandbox._bootstrap
+    sandbox.shutdown_pool()
+    monkeypatch.setattr(sandbox, "_bootstrap", lambda *a: "import sys\nsys.stderr.write('x' * 300_000)\n" + real(*a))
+    try:
+        r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN), limits=Limits(startup_s=30))
+    finally:
+        sandbox.shutdown_pool()
+    assert r.score == 45
