@@ -1,8 +1,11 @@
 """Run probes on student code in an isolated worker process and bring back plain numbers.
 
 Knows nothing about GANs: it takes a folder, a module path and a list of probe
-descriptions, and returns one :class:`ProbeOutcome` per probe. Layers, each used
-where available and listed in :attr:`WorkerRun.layers`:
+descriptions, and returns one :class:`ProbeOutcome` per probe. The worker is a
+server that imports torch once and grades submission after submission
+(:class:`WorkerServer`, kept in a pool, one per grading thread), so a class of
+hundreds does not pay a cold torch import each. Layers, each used where
+available and listed in :attr:`WorkerRun.layers`:
 
 * a separate process (always); resource limits and a per-probe timeout (POSIX);
 * bubblewrap: a fresh mount view holding only the system, Python, the worker
