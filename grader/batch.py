@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
@@ -21,40 +21,21 @@ from . import __version__, report
 from .config import Assignment
 from .grade import GradeResult, all_failed, grade
 from .paths import ASSIGNMENTS_DIR, PACKAGE_DIR, SOLUTIONS_DIR
+from .submission import tree_sha256
 
 CACHE_FILE = ".grade-cache.json"
 
 
-def _hash_tree(digest: hashlib._Hash, root: Path, skip: tuple[str, ...] = ()) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip and d != "__pycache__")
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_file() and not path.is_symlink():
-                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-
-
 def input_hash(path: Path) -> str:
     """Content hash of an upload as it lies on disk (a file's bytes, or every file of a folder)."""
-    digest = hashlib.sha256()
-    path = Path(path)
-    if path.is_dir():
-        _hash_tree(digest, path)
-    elif path.is_file():
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return tree_sha256(path)
 
 
 def grader_fingerprint(assignment: Assignment, public_only: bool = False) -> str:
     """What a result depends on besides the upload: grader code, assignment settings, keys, solutions."""
-    digest = hashlib.sha256(f"{__version__}\0{assignment!r}\0{public_only}\0".encode())
-    _hash_tree(digest, PACKAGE_DIR)
-    folder = ASSIGNMENTS_DIR / assignment.name
-    if folder.is_dir():
-        _hash_tree(digest, folder, skip=("examples",))
-    if SOLUTIONS_DIR.is_dir():
-        _hash_tree(digest, SOLUTIONS_DIR)
-    return digest.hexdigest()
+    parts = [__version__, repr(assignment), str(public_only), tree_sha256(PACKAGE_DIR),
+             tree_sha256(ASSIGNMENTS_DIR / assignment.name, skip=("examples",)), tree_sha256(SOLUTIONS_DIR)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def cached_result(folder: Path, upload: str, fingerprint: str) -> GradeResult | None:
@@ -82,7 +63,6 @@ class Progress:
         self.quiet = quiet
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.monotonic()
-        self.graded_time = 0.0
         self.lock = threading.Lock()
 
     def eta(self) -> float | None:
@@ -141,8 +121,6 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
             try:
                 result = grade(assignment, paths[i], name=names[i])
             except Exception as err:  # noqa: BLE001 - a grader fault costs this submission, not the batch
-                import traceback
-
                 why = f"the grader failed on this submission ({err}); course staff have been told"
                 result = GradeResult(assignment.name, names[i], "", all_failed(assignment, why, False), "error",
                                      0.0, problems=[why], grader_errors=[traceback.format_exc()])

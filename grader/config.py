@@ -119,9 +119,9 @@ def parse_assignment(data: Any, where: str) -> Assignment:
     return Assignment(**top)
 
 
-def available() -> list[str]:
-    """Names of the assignments that have an assignment.yaml."""
-    return sorted(p.parent.name for p in ASSIGNMENTS_DIR.glob("*/assignment.yaml"))
+def available(root: Path = ASSIGNMENTS_DIR) -> list[str]:
+    """Names of the assignments under ``root`` that have an assignment.yaml."""
+    return sorted(p.parent.name for p in root.glob("*/assignment.yaml"))
 
 
 def load_assignment(name: str, root: Path = ASSIGNMENTS_DIR) -> Assignment:

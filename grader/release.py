@@ -251,7 +251,7 @@ def build(out: Path, repo_root: Path = REPO_ROOT, assignments: list[str] | None 
         LeakError: something secret would be included; nothing is written then.
         FileExistsError: ``out`` holds files already.
     """
-    names = assignments or available()
+    names = assignments or available(repo_root / "assignments")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder for the bundle")
     stage = Path(tempfile.mkdtemp(prefix="dgm-release-"))

@@ -490,7 +490,7 @@ _POOL_LOCK = threading.Lock()
 
 
 def _pool_key(repo_root: Path) -> tuple:
-    return (str(repo_root), bwrap_path(), fork_mode(), os.environ.get("DGM_NO_BWRAP"))
+    return (str(repo_root), bwrap_path(), fork_mode())
 
 
 def _acquire(repo_root: Path, limits: Limits) -> WorkerServer:

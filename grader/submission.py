@@ -82,16 +82,28 @@ def safe_extract(zip_path: Path, dest: Path) -> None:
                 raise SubmissionError(f"{zip_path.name} is corrupt ({info.filename}: {err})") from err
 
 
-def _walk_files(root: Path) -> list[Path]:
-    """Regular files under root (no links), skipping OS and editor clutter."""
+def _walk_files(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+    """Regular files under root (no links), skipping OS and editor clutter and the folders in ``skip``."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not os.path.islink(os.path.join(dirpath, d)))
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and d not in skip
+                             and not os.path.islink(os.path.join(dirpath, d)))
         for f in sorted(filenames):
             p = Path(dirpath) / f
             if p.is_file() and not p.is_symlink():
                 out.append(p)
     return out
+
+
+def tree_sha256(root: Path, skip: tuple[str, ...] = ()) -> str:
+    """Content hash of the files under ``root`` (names and bytes), or of ``root`` itself if a file."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    if root.is_file():
+        digest.update(root.read_bytes())
+    for f in _walk_files(root, skip) if root.is_dir() else []:
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _locate(root: Path, relpath: str) -> Path | None:
@@ -198,10 +210,8 @@ def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple
                     dest = files / f.relative_to(base)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(f, dest)
-        digest = hashlib.sha256()
-        for f in _walk_files(files):
-            digest.update(str(f.relative_to(files)).encode() + b"\0" + f.read_bytes())
-        return Submission(name=submission_name(path), files_dir=files, sha256=digest.hexdigest(), problems=problems, _tmp=tmp)
+        return Submission(name=submission_name(path), files_dir=files, sha256=tree_sha256(files),
+                          problems=problems, _tmp=tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,5 +1,6 @@
 """grader release: the student bundle has the starter, statements and public checks, never a secret."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def test_release_cli_refuses_a_non_empty_folder(tmp_path, capsys):
 
 def test_grader_check_works_from_an_installed_bundle(bundle, tmp_path):
     out, _ = bundle
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # only what the venv installed
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
@@ -120,7 +122,7 @@ def test_grader_check_works_from_an_installed_bundle(bundle, tmp_path):
 
     def check(*args):
         return subprocess.run([str(venv / "bin" / "grader"), "check", *args], cwd=work, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=300, env=env)
 
     first = check()
     assert first.returncode == 0, first.stderr
@@ -129,8 +131,8 @@ def test_grader_check_works_from_an_installed_bundle(bundle, tmp_path):
     second = check()
     assert "13/13 public checks passed" in second.stdout, second.stdout
     graded = subprocess.run([str(venv / "bin" / "grader"), "grade", "--assignment", "gan", "."], cwd=work,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=env)
     assert graded.returncode == 2 and "public checks only" in graded.stderr
     where = subprocess.run([str(py), "-c", "import grader.paths as p; print(p.IS_BUNDLE, p.SOLUTIONS_DIR.exists())"],
-                           capture_output=True, text=True, cwd=tmp_path)
+                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert where.stdout.split() == ["True", "False"]

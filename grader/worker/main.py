@@ -194,9 +194,10 @@ def _redirect_output(log_fd: int) -> None:
 
 
 def _open_log(req: dict, probe: dict) -> int:
-    """A fresh log file in the server's private folder; children get only the descriptor,
-    so a child can never point the server at another file (e.g. with a symlink)."""
-    path = os.path.join(req["log_dir"], f"{len(os.listdir(req['log_dir']))}.log")
+    """A fresh log file for ``probe`` in the server's private folder; children get only the
+    descriptor, so a child can never point the server at another file (e.g. with a symlink)."""
+    name = "".join(c if c.isalnum() else "_" for c in str(probe["id"]))
+    path = os.path.join(req["log_dir"], f"{name}.log")
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
 
 
