@@ -67,7 +67,10 @@ def evaluate(text: str, variables: dict[str, float] | None = None) -> float:
             left, right = ev(node.left), ev(node.right)
             if isinstance(node.op, ast.Pow) and abs(right) > 100:
                 raise ValueError("exponent too large")
-            return OPS[type(node.op)](left, right)
+            value = OPS[type(node.op)](left, right)
+            if not isinstance(value, float):   # (-8) ** 0.5 is complex
+                raise ValueError("not a real number")
+            return value
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCS \
                 and len(node.args) == 1 and not node.keywords:
             return float(FUNCS[node.func.id](ev(node.args[0])))
@@ -75,7 +78,7 @@ def evaluate(text: str, variables: dict[str, float] | None = None) -> float:
 
     try:
         return ev(tree.body)
-    except (ZeroDivisionError, OverflowError, ValueError) as err:
+    except (ZeroDivisionError, OverflowError, ValueError, TypeError, RecursionError) as err:
         if isinstance(err, ValueError) and "not allowed" in str(err) or "unknown name" in str(err):
             raise
         raise ValueError(f"cannot evaluate {text!r} ({err})") from err
@@ -118,6 +121,54 @@ def _items(text: str, where: str) -> dict[str, tuple[Any, int]]:
     return {str(k): (v, lines.get(str(k), 0)) for k, v in data.items()}
 
 
+MAX_DEPTH = 8
+
+
+def _refuse_expansions(text: str, where: str) -> None:
+    """Refuse anchors, aliases and deep nesting before anything is built (a 1 KB file of nested aliases
+    expands to gigabytes)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = f" line {event.start_mark.line + 1}" if event.start_mark else ""
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise AnswersError(f"{where}{line}: YAML anchors and aliases (& and *) are not accepted; "
+                                   "write each answer out")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise AnswersError(f"{where}{line}: nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise AnswersError(f"{where}{line}: not valid YAML ({getattr(err, 'problem', None) or err})") from err
+
+
+def _plain(value: Any) -> Any:
+    """A YAML value as JSON-able data (dates, sets and bytes become text)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def untrusted_items(text: str, where: str) -> dict[str, list]:
+    """:func:`_items` of a student's file, as plain data, with expansions refused (runs in a bounded
+    helper process: see :mod:`grader.bounded`)."""
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise AnswersError(f"{where} is larger than {MAX_BYTES >> 10} KB")
+    _refuse_expansions(text, where)
+    try:
+        return {k: [_plain(v), line] for k, (v, line) in _items(text, where).items()}
+    except (ValueError, TypeError, OverflowError) as err:   # e.g. an integer with 5000 digits
+        raise AnswersError(f"{where}: a value cannot be read ({str(err)[:120]})") from err
+
+
 def load_template(text: str, where: str) -> dict[str, Item]:
     """The questions of a template or key file (a mapping of ids to question records)."""
     items = {}
@@ -140,6 +191,15 @@ def load_key(text: str, where: str) -> dict[str, Any]:
 def normalise(item: Item, value: Any, line: int, where: str) -> Any:
     """The student's answer in canonical form; AnswersError naming the line when it does not fit the kind."""
     at = f"{where} line {line}, item {item.id}"
+    try:
+        return _normalise(item, value, at)
+    except AnswersError:
+        raise
+    except (TypeError, ValueError, OverflowError, ArithmeticError, RecursionError) as err:
+        raise AnswersError(f"{at}: this answer cannot be read ({type(err).__name__}: {str(err)[:100]})") from err
+
+
+def _normalise(item: Item, value: Any, at: str) -> Any:
     if item.kind == "choices":
         chosen = value if isinstance(value, list) else ([] if value in (None, "", "none") else [value])
         chosen = [str(c).strip() for c in chosen]
@@ -183,8 +243,16 @@ def _sample_points(item: Item) -> list[dict[str, float]]:
 
 
 def read_answers(text: str, template: dict[str, Item], where: str) -> tuple[dict[str, Any], list[str]]:
-    """(item id -> canonical answer or None if left blank, problems); AnswersError for a broken file."""
-    given = _items(text, where)
+    """(item id -> canonical answer or None if left blank, problems); AnswersError for a broken file.
+
+    The student's text is parsed in a bounded helper process (:mod:`grader.bounded`).
+    """
+    from . import bounded
+
+    try:
+        given = {k: (v, line) for k, (v, line) in bounded.call("answers_items", text=text, where=where).items()}
+    except bounded.InputTooLarge as err:
+        raise AnswersError(f"{where}: {err}") from err
     unknown = [i for i in given if i not in template]
     if unknown:
         line = given[unknown[0]][1]

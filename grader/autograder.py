@@ -1,7 +1,9 @@
 """Gradescope autograder bundle: ``grader autograder --assignment A --out autograder.zip``.
 
 The zip holds ``setup.sh`` (installs Python, bubblewrap, CPU-only torch and the
-grader with pinned dependencies), ``run_autograder`` (grades
+grader with pinned dependencies), ``SECURITY.md`` (what isolates student code
+there: a uid per submission, since Docker forbids bubblewrap's namespaces),
+``run_autograder`` (grades
 ``/autograder/submission`` into ``/autograder/results/results.json``), and the
 grader's source with the hidden material: hidden checks, reference solutions,
 answer keys. ``run_autograder`` writes a valid results file even when the
@@ -20,6 +22,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from .isolation import DEFAULT_UID_RANGE
 from .paths import REPO_ROOT
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -52,6 +55,8 @@ else
 fi
 "$V" -m pip install -e .
 "$V" -c "import grader, torch; print('dgm-harness ready; torch', torch.__version__)"
+# The grading material is for root alone: student code runs as other uids (see run_autograder).
+chmod -R go-rwx "$(pwd)"
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -65,6 +70,9 @@ fi
 RESULTS="$ROOT/results/results.json"
 mkdir -p "$ROOT/results"
 rm -f "$RESULTS"
+# The solutions, hidden checks and answer keys live in source/: no other user may enter it.
+# (Student code runs as a uid of its own; the grader checks this again before it runs any.)
+chmod go-rwx "$ROOT/source" 2>/dev/null || true
 cd "$ROOT/source" || true
 PYTHONPATH="$ROOT/source${{PYTHONPATH:+:$PYTHONPATH}}" timeout {timeout_s} \\
   "$PY" -m grader.autograder run --assignment {assignment} \\
@@ -77,6 +85,38 @@ if ! "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); assert isinst
 EOF
 fi
 exit 0
+"""
+
+
+SECURITY_MD = """# What isolates student code on Gradescope
+
+Gradescope runs `run_autograder` as root inside a Docker container. Docker's
+default seccomp profile stops bubblewrap from creating namespaces there, so the
+grader falls back to the barrier that needs none: each submission's code runs
+as a uid of its own (from {uid_range}), never as root. Every report lists the
+layers that were in force ("Isolation: ..." in results.json).
+
+What holds there:
+
+- The solutions, hidden checks and answer keys in `source/` cannot be read by
+  student code: `setup.sh` and `run_autograder` make `source/` private to root,
+  and the grader asks the kernel, as the student's uid, before it runs any
+  student code; if the folder is still reachable, it grades nothing.
+- The submission is copied to a folder only that uid can read; only numbers
+  come back from it, and only the grader (root) writes `results.json`.
+- Everything the uid started (processes at any depth, detached, re-forking,
+  deaf to signals) is killed after every graded function, with its System V
+  IPC objects, keyring keys and files; POSIX message queues cannot be made.
+- Memory (all its processes together), processes, scratch files and time are
+  capped; going over a cap fails that function with a message naming the cap.
+- `run_autograder` leaves no process and no temporary folder behind, even when
+  the grader is stopped by Gradescope's timeout (SIGTERM).
+
+What does not hold there: the network is not closed (Gradescope's containers
+have network access, and closing it needs the namespaces Docker forbids).
+
+Tested by tests/test_hostile.py::test_fake_gradescope_without_bubblewrap_keeps_the_solutions_and_kills_everything
+(this bundle unpacked into an /autograder-like root, bubblewrap disabled).
 """
 
 
@@ -113,6 +153,7 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
         "requirements.txt": requirements.encode(),
         "pyproject.toml": repo_root / "pyproject.toml",
         "README.md": repo_root / "README.md",
+        "SECURITY.md": SECURITY_MD.format(uid_range=os.environ.get("DGM_UID_RANGE", DEFAULT_UID_RANGE)).encode(),
     }
     folders = ["grader", "solutions", "starter", f"assignments/{assignment}"]
     for folder in folders:
@@ -153,7 +194,7 @@ def run(assignment: str, submission: Path, results: Path) -> int:
         from .grade import grade
 
         a = load_assignment(assignment)
-        r = grade(a, submission, name="submission")
+        r = grade(a, submission, name="submission", hidden=(results.parent,))
         data = report.results_json(r)
         code = 3 if r.grader_errors else 0
     except BaseException:  # noqa: BLE001 - the student must get a valid result, staff the traceback
@@ -180,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    from .isolation import run_then_clean_up
+
+    code = run_then_clean_up(main)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

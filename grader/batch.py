@@ -101,7 +101,8 @@ def _clock(seconds: float) -> str:
 
 
 def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: Path, *,
-              jobs: int = 1, force: bool = False, quiet: bool = False) -> list[GradeResult]:
+              jobs: int = 1, force: bool = False, quiet: bool = False,
+              hidden: tuple[Path, ...] = ()) -> list[GradeResult]:
     """Grade ``paths`` (reported as ``names``) into ``out``/<name>/, ``jobs`` at a time.
 
     Unchanged submissions keep their stored result unless ``force``. One broken
@@ -111,6 +112,7 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
     fingerprint = grader_fingerprint(assignment)
     progress = Progress(len(paths), quiet=quiet)
     results: list[GradeResult | None] = [None] * len(paths)
+    hidden = (out, *paths, *hidden)   # no student may read another's upload or results
 
     def one(i: int) -> None:
         folder = out / names[i]
@@ -119,7 +121,7 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
         cached = result is not None
         if result is None:
             try:
-                result = grade(assignment, paths[i], name=names[i])
+                result = grade(assignment, paths[i], name=names[i], hidden=hidden)
             except Exception as err:  # noqa: BLE001 - a grader fault costs this submission, not the batch
                 why = f"the grader failed on this submission ({err}); course staff have been told"
                 result = GradeResult(assignment.name, names[i], "", all_failed(assignment, why, False), "error",

@@ -17,7 +17,7 @@ from .batch import grade_all
 from .config import Assignment, ConfigError, available, load_assignment
 from .grade import GradeResult, grade
 from .paths import ASSIGNMENTS_DIR
-from .submission import export_names, submission_name
+from .submission import export_names, printable, submission_name
 
 
 class UsageError(Exception):
@@ -36,36 +36,62 @@ def _assignment(name: str | None, path: Path | None = None) -> Assignment:
                      f"({', '.join(available())})")
 
 
-def expand_submissions(paths: list[Path], assignment: Assignment) -> list[Path]:
-    """Each path is one submission, or a folder of many (zips or folders, as an LMS exports them)."""
-    out: list[Path] = []
+def _is_output_folder(folder: Path, out: Path | None) -> bool:
+    """True for the output folder of this run or of an earlier one (never graded as a submission)."""
+    if out is not None and folder.resolve() == out.resolve():
+        return True
+    return (folder / "grades.csv").is_file() and (folder / "summary.md").is_file()
+
+
+def expand_submissions(paths: list[Path], assignment: Assignment, out: Path | None = None) -> list[Path]:
+    """Each path is one submission, or a folder of many (zips or folders, as an LMS exports them).
+
+    An output folder of the grader (this run's ``out``, or any folder holding a
+    ``grades.csv`` and ``summary.md``) inside a folder of submissions is skipped.
+    """
+    result: list[Path] = []
     for p in paths:
         if not p.exists():
-            raise UsageError(f"{p} does not exist")
+            raise UsageError(f"{printable(str(p))} does not exist")
         if p.is_dir() and not _is_single(p, assignment):
             children = sorted(c for c in p.iterdir() if not c.name.startswith(".")
-                              and (c.is_dir() or c.suffix.lower() in (".zip", ".py", ".ipynb")))
+                              and (c.is_dir() or c.suffix.lower() in (".zip", ".py", ".ipynb"))
+                              and not (c.is_dir() and _is_output_folder(c, out)))
             if not children:
-                raise UsageError(f"{p} holds no submissions (zips or folders)")
-            out += children
+                raise UsageError(f"{printable(str(p))} holds no submissions (zips or folders)")
+            result += children
         else:
-            out.append(p)
-    return out
+            result.append(p)
+    return result
+
+
+RESERVED_NAMES = {"grades.csv", "summary.md", "summary.png"}   # files the batch writes beside the folders
 
 
 def unique_names(paths: list[Path]) -> list[str]:
-    """Report names for the submissions; repeated names get -2, -3, ... so no output is overwritten.
+    """Report names for the submissions, all different (ignoring case), so no output is overwritten.
 
-    In a Gradescope export (``submission_<id>`` folders) the submitters' emails are used.
+    A repeated name gets -2, -3, ...; a generated name never equals the name of
+    another upload (``alice``, ``alice.zip`` and ``alice-2`` become alice,
+    alice-3 and alice-2). In a Gradescope export (``submission_<id>`` folders)
+    the submitters' emails are used.
     """
-    seen: dict[str, int] = {}
-    names = []
     exports: dict[Path, dict[str, str]] = {}
+    bases = []
     for p in paths:
         people = exports.setdefault(p.parent, export_names(p.parent))
         base = report.safe_name(people.get(p.name) or submission_name(p))
-        seen[base] = seen.get(base, 0) + 1
-        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+        bases.append(base if base.lower() not in RESERVED_NAMES else base + "_")
+    reserved = {b.lower() for b in bases}
+    taken: set[str] = set()
+    names = []
+    for base in bases:
+        name, k = base, 1
+        while name.lower() in taken or (name != base and name.lower() in reserved):
+            k += 1
+            name = f"{base}-{k}"
+        taken.add(name.lower())
+        names.append(name)
     return names
 
 
@@ -85,7 +111,7 @@ def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, job
     Submissions graded before by the same grader from the same upload are not
     graded again unless ``force``.
     """
-    paths = expand_submissions(submissions, assignment)
+    paths = expand_submissions(submissions, assignment, out)
     names = unique_names(paths)
     out.mkdir(parents=True, exist_ok=True)
     final = grade_all(assignment, paths, names, out, jobs=jobs, force=force, quiet=quiet)
@@ -173,12 +199,18 @@ def run_autograder(*, assignment: str, out: Path) -> int:
 def entry() -> None:
     """Console-script entry: run main, then exit without torch's slow interpreter teardown.
 
-    Every report has been written atomically and closed by then; skipping the
-    teardown saves about 0.6 s per command, which students feel on `grader check`.
+    Every report has been written atomically and closed by then, and every worker
+    stopped (even after an error, Ctrl-C or SIGTERM); skipping the teardown saves
+    about 0.6 s per command, which students feel on `grader check`.
     """
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    from .isolation import run_then_clean_up
+
+    code = run_then_clean_up(main)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:   # e.g. the reader of a pipe went away
+        pass
     os._exit(code)
 
 

@@ -12,9 +12,9 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import checks, reference
+from . import bounded, checks, reference
 from .config import Assignment, Part
-from .notebook import NotebookError, extract
+from .notebook import Extracted, NotebookError
 from .paths import REPO_ROOT
 from .sandbox import Limits, ProbeOutcome, run_probes
 from .submission import Submission, SubmissionError, load_submission, submission_name
@@ -91,14 +91,20 @@ def _probes(assignment: Assignment) -> list[dict]:
 def _notebook_module(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, str], list[str]]:
     """Write the module extracted from the student's notebook; (its path, notes per function, problems).
 
+    The notebook is parsed in a bounded helper process (:mod:`grader.bounded`).
+
     Raises:
-        NotebookError: the file is not a readable notebook.
+        NotebookError: the file is not a readable notebook, or too large to read.
     """
-    nb_path = files_dir / assignment.module
-    ex = extract(nb_path.read_text(encoding="utf-8", errors="replace"), [p.function for p in assignment.parts])
+    graded = [p.function for p in assignment.parts]
+    try:
+        plain = bounded.call("extract_notebook", path=str(files_dir / assignment.module), graded=graded)
+    except bounded.InputTooLarge as err:
+        raise NotebookError(str(err)) from err
+    ex = Extracted(source=plain["source"], cells=plain["cells"], problems=plain["problems"])
     module = Path(assignment.module).with_suffix(".py").as_posix()
-    (files_dir / module).write_text(ex.source)
-    notes = {p.function: ex.notes(p.function) for p in assignment.parts if ex.notes(p.function)}
+    (files_dir / module).write_text(ex.source, encoding="utf-8", errors="replace")
+    notes = {f: ex.notes(f) for f in graded if ex.notes(f)}
     return module, notes, ex.problems
 
 
@@ -138,8 +144,12 @@ def _status(outcomes: dict[str, ProbeOutcome]) -> str:
 
 
 def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
-          limits: Limits | None = None, name: str | None = None) -> GradeResult:
-    """Grade the submission at ``path`` (zip, folder or file); never raises for student errors."""
+          limits: Limits | None = None, name: str | None = None, hidden: tuple[Path, ...] = ()) -> GradeResult:
+    """Grade the submission at ``path`` (zip, folder or file); never raises for student errors.
+
+    ``hidden``: paths student code must never reach besides the repository and
+    the upload itself (a class's other uploads, the output folder).
+    """
     start = time.monotonic()
     limits = limits or Limits(timeout_s=assignment.probe_timeout_s)
     sub: Submission | None = None
@@ -169,7 +179,7 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
         loader = threading.Thread(target=_prepare_checks, args=(assignment, public_only), daemon=True)
         loader.start()
         run = run_probes(sub.files_dir, module, _probes(assignment), REPO_ROOT, limits,
-                         display=assignment.module)
+                         display=assignment.module, hidden=(Path(path), *hidden))
         for part in assignment.parts:
             if part.probe in PARENT_PROBES:
                 run.outcomes[part.key] = ProbeOutcome(part.key, "ok")
@@ -235,7 +245,12 @@ def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome], publi
                                     test.visibility))
             continue
         args = probe_args(assignment, part)
-        problem = invalid.setdefault(part.key, checks.validate(part.probe, outcome.arrays, args))
+        if part.key not in invalid:
+            try:
+                invalid[part.key] = checks.validate(part.probe, outcome.arrays, args)
+            except Exception as err:  # noqa: BLE001 - forged arrays (inf shapes, ...) are the student's
+                invalid[part.key] = f"{type(err).__name__} while reading them"
+        problem = invalid[part.key]
         if problem:
             tests.append(TestResult(title, num, [part.function], 0.0, test.points, False,
                                     f"the code returned malformed results ({problem})", test.visibility))

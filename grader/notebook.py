@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from dataclasses import dataclass, field
 
 # calls allowed in a kept constant assignment: cheap, side-effect free constructors
@@ -46,8 +47,9 @@ class Extracted:
         return ""
 
 
-def code_cells(text: str) -> list[tuple[int, str]]:
-    """(cell number from 1, source) for every code cell; NotebookError if not notebook JSON."""
+def code_cells(text: str) -> list[tuple[int, str | None]]:
+    """(cell number from 1, source or None if it is not text) for every code cell; NotebookError if
+    not notebook JSON."""
     try:
         nb = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -58,7 +60,11 @@ def code_cells(text: str) -> list[tuple[int, str]]:
     for i, cell in enumerate(nb["cells"], 1):
         if isinstance(cell, dict) and cell.get("cell_type") == "code":
             src = cell.get("source", "")
-            out.append((i, "".join(src) if isinstance(src, list) else str(src)))
+            if isinstance(src, list) and all(isinstance(line, str) for line in src):
+                src = "".join(src)
+            if not isinstance(src, str):
+                src = None   # not text: reported by extract(), skipped
+            out.append((i, src))
     return out
 
 
@@ -110,10 +116,17 @@ def extract(text: str, graded: list[str]) -> Extracted:
     body: list[ast.stmt] = []
     result = Extracted(source="")
     for number, src in code_cells(text):
+        if src is None:
+            result.problems.append(f"cell {number}'s source is not text; it was skipped")
+            continue
         try:
             tree = ast.parse(_strip_magics(src))
+            ast.unparse(tree)   # what cannot be written back (nested too deeply) cannot be graded
         except SyntaxError as err:
             result.problems.append(f"cell {number} has a syntax error (line {err.lineno}: {err.msg}); it was skipped")
+            continue
+        except (RecursionError, MemoryError, ValueError):
+            result.problems.append(f"cell {number} is nested too deeply to be read; it was skipped")
             continue
         for node in tree.body:
             if not _keep(node):
@@ -128,3 +141,21 @@ def extract(text: str, graded: list[str]) -> Extracted:
     module = ast.Module(body=body, type_ignores=[])
     result.source = ast.unparse(ast.fix_missing_locations(module)) + "\n"
     return result
+
+
+MAX_NOTEBOOK_BYTES = 20 << 20
+
+
+def extract_plain(path: str, graded: list[str]) -> dict:
+    """:func:`extract` of the notebook file at ``path`` as plain data (run in a bounded helper process).
+
+    Raises:
+        NotebookError: the file is larger than 20 MB or not a notebook.
+    """
+    size = os.path.getsize(path)
+    if size > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(f"the notebook is {size >> 20} MB; at most {MAX_NOTEBOOK_BYTES >> 20} MB is "
+                            "accepted (clear the outputs: Kernel > Restart & Clear Output)")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        ex = extract(f.read(), graded)
+    return {"source": ex.source, "cells": ex.cells, "problems": ex.problems}

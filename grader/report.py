@@ -50,7 +50,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:   # never fail on a bad name
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -107,7 +107,7 @@ def grades_csv(results: list[GradeResult], path: Path) -> None:
         rows.append([r.submission, *[f"{per_part[p]:g}" for p in parts],
                      f"{r.score:g}", f"{r.max_score:g}", r.status])
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".grades.")
-    with os.fdopen(fd, "w", newline="") as f:
+    with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="replace") as f:
         csv.writer(f).writerows(rows)
     os.replace(tmp, path)
 

@@ -4,20 +4,23 @@ Knows nothing about GANs: it takes a folder, a module path and a list of probe
 descriptions, and returns one :class:`ProbeOutcome` per probe. The worker is a
 server that imports torch once and grades submission after submission
 (:class:`WorkerServer`, kept in a pool, one per grading thread), so a class of
-hundreds does not pay a cold torch import each. Layers, each used where
-available and listed in :attr:`WorkerRun.layers`:
+hundreds does not pay a cold torch import each. What isolates it is decided in
+:mod:`grader.isolation`; each layer is used where available and listed in
+:attr:`WorkerRun.layers`:
 
 * a separate process (always); resource limits and a per-probe timeout (POSIX);
+* each submission runs as a uid of its own, leased from a reserved range (the
+  grader as root, Docker and Gradescope included): grading material is made
+  unreadable to it, its processes, IPC objects, keys and files are destroyed
+  after it, and memory, processes and scratch disk are capped for all its
+  processes together. Only then is a server reused for the next submission;
 * bubblewrap: a fresh mount view holding only the system, Python, the worker
-  code and a read-only copy of the submission, tmpfs scratch, no network, its
-  own PID namespace (every descendant dies with it);
-* as root: the worker drops to the unprivileged user ``nobody`` before it
-  imports anything that student code could touch.
+  code and a read-only copy of the submission, size-limited tmpfs scratch, no
+  network, its own PID and IPC namespaces.
 """
 from __future__ import annotations
 
 import atexit
-import functools
 import io
 import json
 import os
@@ -35,20 +38,24 @@ from pathlib import Path
 
 import numpy as np
 
+from . import isolation
+from .isolation import bwrap_path, fork_mode  # noqa: F401  (re-exported: tests and the CLI ask here)
+
 WORKER_PKG = Path(__file__).resolve().parent / "worker"
-NOBODY = 65534
 STATUSES = ("ok", "error", "timeout", "crashed", "missing")
+TEMP_PREFIX = "dgm-"
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-probe resource limits."""
+    """Resource limits: per probe (time, output), and per submission for all its processes together."""
 
     timeout_s: float = 20.0        # wall clock for one probe
     startup_s: float = 60.0        # wall clock for the worker to import torch
-    memory_mb: int = 2048          # address space a probe may add
+    memory_mb: int = 4096          # private memory of all the submission's processes together
+    disk_mb: int = 1024            # scratch files of the submission (its /tmp, /dev/shm and scratch folder)
     fsize_mb: int = 16             # largest file a probe may write (its output log included)
-    nproc: int = 64                # processes a probe may start
+    nproc: int = 64                # processes of the submission at once
     max_output_bytes: int = 32 << 20  # result bytes accepted from one probe
 
 
@@ -72,54 +79,27 @@ class WorkerRun:
     layers: list[str]
 
 
-# --------------------------------------------------------------------------- isolation
-
-
-@functools.lru_cache(maxsize=1)
-def bwrap_path() -> str | None:
-    """Path of a working bubblewrap, or None (absent, or user namespaces blocked)."""
-    exe = shutil.which("bwrap")
-    if not exe or os.environ.get("DGM_NO_BWRAP"):
-        return None
-    try:
-        probe = subprocess.run(
-            [exe, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--dev", "/dev",
-             "--proc", "/proc", "--", "/bin/true"],
-            capture_output=True, timeout=20,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return exe if probe.returncode == 0 else None
-
-
-def fork_mode() -> bool:
-    """Fork one child per probe (Linux); elsewhere forking after importing torch is unsafe."""
-    return sys.platform.startswith("linux") and not os.environ.get("DGM_NO_FORK")
+# --------------------------------------------------------------------------- the worker's command
 
 
 SANDBOX_MOUNTS = ("/scratch", "/submission", "/opt/dgm", "/proc", "/dev")   # (a venv under /tmp is fine)
+HOST_FILE_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
 
 
 def _python_paths(repo_root: Path) -> list[str]:
-    """Folders the interpreter needs: its prefixes and the package folders on sys.path.
+    """Folders the worker's interpreter needs: its prefixes and the package folders on its path.
 
-    Other sys.path entries (the folder of a script that imported the grader, the
+    Other path entries (the folder of a script that imported the grader, the
     current folder) are left out, since they may hold submissions or solutions;
     so are the repository and the sandbox's own mount points.
     """
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    paths = set(prefixes) | {os.path.dirname(os.path.realpath(sys.executable))}
-    for p in sys.path:
-        real = os.path.realpath(p) if p else ""
-        if real and os.path.isdir(real) and (
-                os.path.basename(real) in ("site-packages", "dist-packages")
-                or any(real.startswith(q + os.sep) for q in prefixes)):
-            paths.add(real)
+    py = isolation.plan().python
+    prefixes = {os.path.realpath(p) for p in py.prefixes}
     repo = os.path.realpath(repo_root)
     if {"site-packages", "dist-packages"} & set(Path(repo).parts):
         repo = "//nothing-to-hide"   # an installed package (a student bundle): no solutions there
     keep = []
-    for real in sorted(paths):
+    for real in isolation.python_folders(py):
         holds_repo = repo == real or repo.startswith(real.rstrip(os.sep) + os.sep)
         in_repo = real.startswith(repo + os.sep)
         in_env = any(real == q or real.startswith(q + os.sep) for q in prefixes if q != repo)
@@ -129,16 +109,6 @@ def _python_paths(repo_root: Path) -> list[str]:
         if os.path.isdir(real):
             keep.append(real)
     return keep
-
-
-def _readable_by_nobody(path: str) -> bool:
-    """True when every folder up to ``path`` lets 'other' users in and the path is readable."""
-    p = Path(os.path.realpath(path))
-    for parent in [*reversed(p.parents), p]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            return False
-    return bool(p.stat().st_mode & 0o004)
 
 
 def _bootstrap(worker_parent: str, worker_name: str, sys_paths: list[str]) -> str:
@@ -164,25 +134,24 @@ def _parent_dirs(dests: list[str]) -> list[str]:
     return args
 
 
-def _command(stage: Path, scratch: Path, repo_root: Path) -> tuple[list[str], list[str]]:
+def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits) -> tuple[list[str], list[str]]:
     """The worker server's command line (submissions appear under ``stage``) and its layers."""
-    py = os.path.realpath(sys.executable)
-    layers = ["separate process", "per-probe timeout"]
-    if os.name == "posix":
-        layers.append("resource limits")
-    layers.append("one forked process per graded function" if fork_mode()
-                  else "graded functions run one after another (restarted after a crash)")
-    bwrap = bwrap_path() if sys.platform.startswith("linux") else None
-    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    plan = isolation.plan()
+    py = os.path.realpath(plan.python.executable)
     sys_paths = _python_paths(repo_root)
-    config = {"fork": fork_mode(), "drop_uid": None}
-    if bwrap:
+    config: dict = {"fork": plan.fork, "ipc_namespace": plan.own_uid}
+    if plan.bwrap:
         # /tmp is emptied after every submission unless an interpreter folder is mounted inside it
         wipe = ["/dev/shm"] + ([] if any(p.startswith("/tmp/") for p in sys_paths) else ["/tmp"])
-        config.update(submission_root="/submission", scratch_root="/scratch", wipe=wipe)
-        cmd = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        config.update(submission_root="/submission", scratch_root="/scratch", wipe=wipe,
+                      tmpfs=["/scratch", "/tmp", "/dev/shm"], file_roots=["/scratch", "/tmp", "/dev/shm"])
+        # each mount a little over the cap: the watchdog sees the cap crossed and names it, and the
+        # kernel stops a writer faster than the watchdog could
+        size = str((limits.disk_mb + 32) << 20)
+        cmd = [plan.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev",
-               "--tmpfs", "/tmp", "--tmpfs", "/scratch"]
+               "--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp",
+               "--size", size, "--tmpfs", "/scratch"]
         for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"):
             if os.path.islink(d):
                 cmd += ["--symlink", os.readlink(d), d]
@@ -196,25 +165,12 @@ def _command(stage: Path, scratch: Path, repo_root: Path) -> tuple[list[str], li
         cmd += ["--ro-bind", str(stage), "/submission",
                 "--ro-bind", str(WORKER_PKG), "/opt/dgm/dgm_worker",
                 "--chdir", "/scratch", "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp"]
-        if is_root:
-            config["drop_uid"] = NOBODY
         cmd += ["--", py, "-E", "-s", "-c", _bootstrap("/opt/dgm", "dgm_worker", sys_paths)]
-        layers += ["bubblewrap: private file system view (repository and other submissions hidden)",
-                   "no network", "PID namespace (all descendants killed)"]
     else:
-        config.update(submission_root=str(stage), scratch_root=str(scratch))
-        if is_root and _readable_by_nobody(py) and all(_readable_by_nobody(p) for p in sys_paths):
-            config["drop_uid"] = NOBODY
+        roots = [str(scratch), *(r for r in HOST_FILE_ROOTS if os.path.isdir(r))] if plan.own_uid else []
+        config.update(submission_root=str(stage), scratch_root=str(scratch), file_roots=roots)
         cmd = [py, "-E", "-s", "-c", _bootstrap(str(WORKER_PKG.parent.parent), "grader.worker", sys_paths)]
-    if config["drop_uid"] is not None:
-        layers.append("runs as unprivileged user nobody")
-    if not bwrap:
-        if sys.platform.startswith("linux"):
-            layers.append("orphaned descendants killed (subreaper)")
-        layers.append("no bubblewrap: the file system and network are NOT isolated")
-    elif fork_mode():
-        layers.append("torch imported once per sandbox; nothing a submission leaves is kept")
-    return cmd + [json.dumps(config)], layers
+    return cmd + [json.dumps(config)], plan.layers()
 
 
 # --------------------------------------------------------------------------- results
@@ -360,6 +316,53 @@ def _is_orphan(pid: int) -> bool:
 # --------------------------------------------------------------------------- worker servers
 
 
+def temp_base() -> str:
+    """Where servers keep their folders: the temporary folder, if probe uids can pass through it
+    (a TMPDIR inside a private home would lock them out), else /tmp."""
+    base = tempfile.gettempdir()
+    if isolation.plan().own_uid and not isolation.passable_by_others(base) and os.path.isdir("/tmp"):
+        return "/tmp"
+    return base
+
+
+def _make_private_temp() -> Path:
+    """A fresh folder for one server's staged submissions and scratch, with our pid inside it, so a
+    later grader can remove what a killed one left (:func:`remove_stale_temp`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_base()))
+    (tmp / ".owner").write_text(str(os.getpid()))
+    return tmp
+
+
+def remove_stale_temp() -> None:
+    """Remove the folders of grader processes that no longer run (killed before they could clean up)."""
+    base = Path(temp_base())
+    for d in base.glob(TEMP_PREFIX + "*"):
+        try:
+            if d.is_symlink() or not d.is_dir() or d.stat().st_uid != os.geteuid():
+                continue
+            pid = int((d / ".owner").read_text())
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _stage_copy(src: Path, dest: Path, uid: int | None) -> None:
+    """Copy a submission for the worker: readable by its uid alone (root-owned, group = uid), or by
+    everyone when probes run as the grader's own user."""
+    shutil.copytree(src, dest, symlinks=False, ignore_dangling_symlinks=True)
+    dmode, fmode = (0o750, 0o640) if uid is not None else (0o755, 0o644)
+    for root, dirs, files in os.walk(dest):
+        for name, mode in [(d, dmode) for d in dirs] + [(f, fmode) for f in files]:
+            path = os.path.join(root, name)
+            if uid is not None:
+                os.chown(path, 0, uid)
+            os.chmod(path, mode)
+    if uid is not None:
+        os.chown(dest, 0, uid)
+    os.chmod(dest, dmode)
+
+
 class WorkerServer:
     """One sandboxed worker that imported torch once and grades submission after submission.
 
@@ -369,13 +372,13 @@ class WorkerServer:
     """
 
     def __init__(self, repo_root: Path, limits: Limits) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="dgm-"))
+        self.tmp = _make_private_temp()
         self.stage, self.scratch = self.tmp / "stage", self.tmp / "scratch"
         self.stage.mkdir()
         self.scratch.mkdir()
-        for d in (self.tmp, self.stage, self.scratch):
-            os.chmod(d, 0o755)
-        cmd, self.layers = _command(self.stage, self.scratch, repo_root)
+        for d in (self.tmp, self.stage, self.scratch):   # probe uids may pass, not list
+            os.chmod(d, 0o711)
+        cmd, self.layers = _command(self.stage, self.scratch, repo_root, limits)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.scratch),
                "DGM_WORKER": worker_marker()}
@@ -396,6 +399,7 @@ class WorkerServer:
         self.ready = False
         self.requests = 0
         self.startup_s = limits.startup_s
+        self.clean = True          # the last request ended with nothing of its submission left
 
     def wait_ready(self) -> str | None:
         """Wait for the server's ``ready`` frame (torch imported); None, or why it did not start."""
@@ -431,8 +435,9 @@ class WorkerServer:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def run(self, files_dir: Path, module: str, probes: list[dict], limits: Limits,
-            outcomes: dict[str, ProbeOutcome], display: str) -> tuple[list[str], str | None]:
-        """Serve one request into ``outcomes``.
+            outcomes: dict[str, ProbeOutcome], display: str, uid: int | None = None
+            ) -> tuple[list[str], str | None]:
+        """Serve one request into ``outcomes``, its probes running as ``uid``.
 
         Returns the probe ids left without an outcome and how the request ended:
         None (the server may serve another), "done" (finished, server not reusable),
@@ -441,16 +446,11 @@ class WorkerServer:
         self.requests += 1
         name = f"s{self.requests}"
         sub_dir = self.stage / name
-        shutil.copytree(files_dir, sub_dir, symlinks=False, ignore_dangling_symlinks=True)
-        for root, dirs, files in os.walk(sub_dir):
-            for d in dirs:
-                os.chmod(os.path.join(root, d), 0o755)
-            for f in files:
-                os.chmod(os.path.join(root, f), 0o644)
-        os.chmod(sub_dir, 0o755)
-        request = {"dir": name, "module": module, "display": display, "probes": probes,
-                   "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb,
-                   "nproc": limits.nproc, "max_output_bytes": limits.max_output_bytes}
+        _stage_copy(files_dir, sub_dir, uid)
+        request = {"dir": name, "module": module, "display": display, "probes": probes, "uid": uid,
+                   "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "disk_mb": limits.disk_mb,
+                   "fsize_mb": limits.fsize_mb, "nproc": limits.nproc,
+                   "max_output_bytes": limits.max_output_bytes}
         try:
             return self._exchange(request, probes, limits, outcomes)
         finally:
@@ -465,8 +465,9 @@ class WorkerServer:
         except OSError:
             return [p["id"] for p in probes], "crashed"
         pending = [p["id"] for p in probes]
-        # fork mode: the server times each probe, we only back it up; no-fork: we time them
-        slack = 5.0 if fork_mode() else 0.5
+        # fork mode: the server times each probe, we only back it up (it also cleans up after
+        # each probe and after the submission, which may take a few seconds); no-fork: we time them
+        slack = 15.0 if fork_mode() else 0.5
         deadline = time.monotonic() + limits.timeout_s + slack
         while True:
             try:
@@ -477,6 +478,7 @@ class WorkerServer:
                 return pending, "crashed"
             header, payload = item
             if isinstance(header, dict) and header.get("done") is True:
+                self.clean = header.get("clean") is True
                 return pending, None if not pending and fork_mode() else "done"
             out = _outcome(header, payload)
             if out is not None and out.probe in pending:
@@ -489,13 +491,13 @@ _POOL: dict[tuple, list[WorkerServer]] = {}   # idle servers, by the sandbox con
 _POOL_LOCK = threading.Lock()
 
 
-def _pool_key(repo_root: Path) -> tuple:
-    return (str(repo_root), bwrap_path(), fork_mode())
+def _pool_key(repo_root: Path, limits: Limits) -> tuple:
+    return (str(repo_root), isolation.plan(), limits.disk_mb)
 
 
 def _acquire(repo_root: Path, limits: Limits) -> WorkerServer:
     with _POOL_LOCK:
-        idle = _POOL.get(_pool_key(repo_root), [])
+        idle = _POOL.get(_pool_key(repo_root, limits), [])
         while idle:
             server = idle.pop()
             if server.proc.poll() is None:
@@ -504,12 +506,12 @@ def _acquire(repo_root: Path, limits: Limits) -> WorkerServer:
     return WorkerServer(repo_root, limits)
 
 
-def _release(server: WorkerServer, repo_root: Path, reusable: bool) -> None:
+def _release(server: WorkerServer, repo_root: Path, limits: Limits, reusable: bool) -> None:
     if not reusable or server.proc.poll() is not None:
         server.close()
         return
     with _POOL_LOCK:
-        _POOL.setdefault(_pool_key(repo_root), []).append(server)
+        _POOL.setdefault(_pool_key(repo_root, limits), []).append(server)
 
 
 def shutdown_pool() -> None:
@@ -528,6 +530,7 @@ def idle_server_pids() -> list[int]:
 
 
 atexit.register(shutdown_pool)
+isolation.on_exit(shutdown_pool)
 
 
 def _exit_description(code: int | None) -> str:
@@ -542,7 +545,7 @@ def _exit_description(code: int | None) -> str:
 
 
 def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path,
-               limits: Limits = Limits(), display: str = "") -> WorkerRun:
+               limits: Limits = Limits(), display: str = "", hidden: tuple[Path, ...] = ()) -> WorkerRun:
     """Run ``probes`` on ``module`` of the student's files in a sandboxed worker server.
 
     Args:
@@ -550,37 +553,53 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
         module: path of the module to import, relative to ``files_dir`` (e.g. codebase/gan.py)
         probes: dicts with ``id``, ``kind`` and ``args``
         repo_root: the repository, which the worker must never see
-        limits: resource limits per probe
+        limits: resource limits
         display: how messages name the student's file (e.g. the notebook it was extracted from)
+        hidden: more paths the worker must never see (other submissions, the output folder)
 
     Returns:
         A WorkerRun with one outcome per probe (status ``missing`` when nothing came back).
+
+    Raises:
+        isolation.IsolationError: the barrier this machine should have could not be put in place.
     """
+    plan = isolation.plan()
     outcomes: dict[str, ProbeOutcome] = {}
     remaining = list(probes)
-    layers: list[str] = []
+    layers: list[str] = plan.layers()
     retried: set[str] = set()
-    while remaining:
-        server = _acquire(repo_root, limits)
-        layers = server.layers
-        why = server.wait_ready()
-        if why:
-            server.close()
-            err = server.stderr_tail()
-            for p in remaining:
-                outcomes[p["id"]] = ProbeOutcome(p["id"], "missing", why, log_tail=err)
-            break
-        pending, ended = server.run(files_dir, module, remaining, limits, outcomes, display)
-        _release(server, repo_root, reusable=ended is None)
-        if pending:  # the first one was running when the server died or ran out of time
-            first = pending[0]
-            if ended == "crashed" and first not in retried:
-                retried.add(first)   # the server itself died: maybe not this probe's doing; once more
-            elif ended == "timeout":
-                outcomes[first] = ProbeOutcome(first, "timeout", f"timed out after {limits.timeout_s:g} s "
-                                               "(an infinite loop, or far too slow)")
-            else:
-                outcomes[first] = ProbeOutcome(first, "crashed", _exit_description(server.proc.returncode),
-                                               log_tail=server.stderr_tail())
-        remaining = [p for p in remaining if p["id"] not in outcomes]
+    lease = isolation.lease_uid() if plan.own_uid else None
+    try:
+        if lease is not None and plan.barrier == "uid":
+            isolation.protect([repo_root, *hidden], lease.uid)
+        while remaining:
+            server = _acquire(repo_root, limits)
+            layers = server.layers
+            why = server.wait_ready()
+            if why:
+                server.close()
+                err = server.stderr_tail()
+                for p in remaining:
+                    outcomes[p["id"]] = ProbeOutcome(p["id"], "missing", why, log_tail=err)
+                break
+            uid = lease.uid if lease is not None else None
+            pending, ended = server.run(files_dir, module, remaining, limits, outcomes, display, uid)
+            reusable = ended is None and server.clean and plan.reuse_servers
+            _release(server, repo_root, limits, reusable)
+            if not reusable and lease is not None and not plan.bwrap:
+                isolation.kill_uid(lease.uid)   # the server may have died before it cleaned up
+            if pending:  # the first one was running when the server died or ran out of time
+                first = pending[0]
+                if ended == "crashed" and first not in retried:
+                    retried.add(first)   # the server itself died: maybe not this probe's doing; once more
+                elif ended == "timeout":
+                    outcomes[first] = ProbeOutcome(first, "timeout", f"timed out after {limits.timeout_s:g} s "
+                                                   "(an infinite loop, or far too slow)")
+                else:
+                    outcomes[first] = ProbeOutcome(first, "crashed", _exit_description(server.proc.returncode),
+                                                   log_tail=server.stderr_tail())
+            remaining = [p for p in remaining if p["id"] not in outcomes]
+    finally:
+        if lease is not None:
+            lease.release()
     return WorkerRun(outcomes=outcomes, layers=layers)

@@ -15,6 +15,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from zlib import error as zlib_error
 
 import yaml
 
@@ -42,21 +43,54 @@ class Submission:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+def _entry_count(zip_path: Path) -> int | None:
+    """Entries the zip says it holds, read from its end record alone (before anything is parsed)."""
+    try:
+        size = zip_path.stat().st_size
+        with open(zip_path, "rb") as f:
+            f.seek(max(0, size - (1 << 16) - 22))
+            tail = f.read()
+    except OSError:
+        return None
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return None
+    count = int.from_bytes(tail[at + 10:at + 12], "little")
+    return None if count == 0xFFFF else count   # 0xFFFF: a zip64 record says more
+
+
+def _clashes(names: list[str]) -> str | None:
+    """The first entry that is both a file and a folder of others (``a/b`` and ``a/b/c``), if any."""
+    files = {n.rstrip("/") for n in names if not n.endswith("/")}
+    for n in names:
+        parts = n.rstrip("/").split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                return n
+    return None
+
+
 def safe_extract(zip_path: Path, dest: Path) -> None:
     """Extract ``zip_path`` into ``dest``, refusing anything that could land outside it."""
+    if zip_path.stat().st_size > MAX_TOTAL_BYTES:
+        raise SubmissionError(f"{zip_path.name} is larger than {MAX_TOTAL_BYTES >> 20} MB")
+    count = _entry_count(zip_path)
+    if count is not None and count > MAX_FILES:
+        raise SubmissionError(f"{zip_path.name} has {count} entries; at most {MAX_FILES} are accepted")
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise SubmissionError(f"{zip_path.name} is not a readable zip file ({err})") from err
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_FILES:
             raise SubmissionError(f"{zip_path.name} has {len(infos)} entries; at most {MAX_FILES} are accepted")
         total = 0
+        names = []
         for info in infos:
             name = info.filename
             parts = PurePosixPath(name.replace("\\", "/")).parts
-            if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+            if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts or "\0" in name:
                 raise SubmissionError(f"{zip_path.name} contains an unsafe path: {name!r}")
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
@@ -64,21 +98,29 @@ def safe_extract(zip_path: Path, dest: Path) -> None:
             total += info.file_size
             if total > MAX_TOTAL_BYTES:
                 raise SubmissionError(f"{zip_path.name} unpacks to more than {MAX_TOTAL_BYTES >> 20} MB")
-        for info in infos:
-            target = dest.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
+            names.append("/".join(p for p in parts if p not in ("", ".")) + ("/" if info.is_dir() else ""))
+        clash = _clashes(names)
+        if clash:
+            raise SubmissionError(f"{zip_path.name} holds {clash!r} inside a path that is also a file; "
+                                  "zip the folder again")
+        for info, name in zip(infos, names):
+            if not name.strip("/"):
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = dest.joinpath(*name.rstrip("/").split("/"))
             written = 0
             try:
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(1 << 20):
                         written += len(chunk)
                         if written > info.file_size or written > MAX_TOTAL_BYTES:
                             raise SubmissionError(f"{info.filename!r} is larger than its header says")
                         out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as err:
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError,
+                    RuntimeError, zlib_error) as err:
                 raise SubmissionError(f"{zip_path.name} is corrupt ({info.filename}: {err})") from err
 
 
@@ -123,10 +165,15 @@ def _locate(root: Path, relpath: str) -> Path | None:
     return same_suffix[0] if len(same_suffix) == 1 else None
 
 
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name (surrogate escapes) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def submission_name(path: Path) -> str:
     """The name a submission is reported under: its file or folder name without .zip/.ipynb/.py."""
     path = Path(path)
-    return path.stem if path.suffix.lower() in (".zip", ".ipynb", ".py") else path.name
+    return printable(path.stem if path.suffix.lower() in (".zip", ".ipynb", ".py") else path.name)
 
 
 class _LenientLoader(yaml.SafeLoader):
@@ -166,52 +213,74 @@ def export_names(folder: Path) -> dict[str, str]:
     return out
 
 
+def load_into(path: str, dest: str, required: list[str], optional_globs: list[str]) -> dict:
+    """Normalise the upload at ``path`` into the empty folder ``dest``; its name, hash and problems.
+
+    Runs in a bounded helper process (it reads the student's zip): plain data in, plain data out.
+    """
+    path_, tmp = Path(path), Path(dest)
+    if not path_.exists():
+        raise SubmissionError(f"{printable(str(path_))} does not exist")
+    raw = tmp / "raw"
+    raw.mkdir()
+    if path_.is_dir():
+        for f in _walk_files(path_):
+            target = raw / f.relative_to(path_)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+    elif zipfile.is_zipfile(path_) or path_.suffix.lower() == ".zip":
+        safe_extract(path_, raw)
+    else:
+        shutil.copyfile(path_, raw / path_.name)
+
+    files = tmp / "files"
+    files.mkdir()
+    problems = []
+    base = raw
+    for rel in required:
+        found = _locate(raw, rel)
+        if found is None:
+            problems.append(f"{rel} is missing from the submission")
+            continue
+        # keep the student's folder around the file (sample grids etc. sit next to codebase/)
+        up = len(PurePosixPath(rel).parts) - 1
+        base = found.parents[up] if up < len(found.relative_to(raw).parts) else raw
+        target = files / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found, target)
+    for pattern in optional_globs:
+        for f in sorted(base.glob(pattern)):
+            if f.is_file() and not f.is_symlink():
+                target = files / f.relative_to(base)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+    shutil.rmtree(raw, ignore_errors=True)
+    return {"name": submission_name(path_), "sha256": tree_sha256(files), "problems": problems}
+
+
 def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:
     """Normalise a zip, folder or single file into a private folder holding the required files.
 
+    The upload is read by a bounded helper process (:mod:`grader.bounded`): a zip
+    built to exhaust time or memory costs this submission a message, nothing more.
+
     Raises:
-        SubmissionError: the path does not exist or the zip is unreadable or unsafe.
+        SubmissionError: the path does not exist or the upload is unreadable, unsafe or too large.
     """
+    from . import bounded
+
     path = Path(path)
     if not path.exists():
-        raise SubmissionError(f"{path} does not exist")
+        raise SubmissionError(f"{printable(str(path))} does not exist")
     tmp = Path(tempfile.mkdtemp(prefix="dgm-sub-"))
     try:
-        raw = tmp / "raw"
-        raw.mkdir()
-        if path.is_dir():
-            for f in _walk_files(path):
-                dest = raw / f.relative_to(path)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f, dest)
-        elif zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
-            safe_extract(path, raw)
-        else:
-            shutil.copyfile(path, raw / path.name)
-
-        files = tmp / "files"
-        files.mkdir()
-        problems = []
-        base = raw
-        for rel in required:
-            found = _locate(raw, rel)
-            if found is None:
-                problems.append(f"{rel} is missing from the submission")
-                continue
-            # keep the student's folder around the file (sample grids etc. sit next to codebase/)
-            up = len(PurePosixPath(rel).parts) - 1
-            base = found.parents[up] if up < len(found.relative_to(raw).parts) else raw
-            dest = files / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(found, dest)
-        for pattern in optional_globs:
-            for f in sorted(base.glob(pattern)):
-                if f.is_file() and not f.is_symlink():
-                    dest = files / f.relative_to(base)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(f, dest)
-        return Submission(name=submission_name(path), files_dir=files, sha256=tree_sha256(files),
-                          problems=problems, _tmp=tmp)
+        try:
+            info = bounded.call("load_submission", path=os.fsdecode(os.path.abspath(path)), dest=str(tmp),
+                                required=list(required), optional_globs=list(optional_globs))
+        except bounded.InputTooLarge as err:
+            raise SubmissionError(f"the upload could not be unpacked: {err}") from err
+        return Submission(name=info["name"], files_dir=tmp / "files", sha256=info["sha256"],
+                          problems=list(info["problems"]), _tmp=tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,4 +1,9 @@
-"""Shared fixtures: grading helpers that keep the test suite fast."""
+"""Shared fixtures: grading helpers that keep the test suite fast, and the isolation modes."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,4 +38,95 @@ def by_function(result: GradeResult) -> dict[str, dict[str, tuple[bool, str]]]:
     return out
 
 
-__all__ = ["REFERENCE_GAN", "write_gan", "by_function", "grade"]
+def reset_isolation() -> None:
+    """Forget the isolation plan (and the servers built for it) after changing the environment."""
+    from grader import isolation, sandbox
+
+    sandbox.shutdown_pool()
+    for cached in (isolation.plan, isolation.bwrap_path, isolation.interpreter):
+        cached.cache_clear()
+
+
+def _readable_copy_of_python(base: Path) -> str | None:
+    """A Python other users can run: this one if they can read it, else a hard-linked copy of its
+    installation in a world-readable folder (as on Gradescope, whose Python lives in /usr).
+
+    None when neither is possible (a virtual environment, or another file system).
+    """
+    from grader import isolation
+
+    py = isolation.interpreter(sys.executable)
+    if isolation.readable_by_others(py.executable) and all(
+            isolation.readable_by_others(p) for p in isolation.python_folders(py)):
+        return sys.executable
+    if sys.prefix != sys.base_prefix or os.geteuid() != 0:
+        return None
+    prefix = os.path.realpath(sys.prefix)
+    exe = os.path.realpath(sys.executable)
+    if not exe.startswith(prefix + os.sep):
+        return None
+    os.chmod(base, 0o755)
+    if subprocess.run(["cp", "-al", prefix, str(base / "python")], capture_output=True).returncode != 0:
+        return None
+    return str(base / "python" / os.path.relpath(exe, prefix))
+
+
+_COPIES: list[Path] = []
+
+
+def _session_python() -> str | None:
+    """:func:`_readable_copy_of_python`, made once per test session (removed at its end)."""
+    if not _COPIES:
+        _COPIES.append(Path(tempfile.mkdtemp(prefix="dgm-test-python-",
+                                             dir="/tmp" if os.path.isdir("/tmp") else None)))
+        _COPIES.append(_readable_copy_of_python(_COPIES[0]))
+    return _COPIES[1]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _COPIES:
+        shutil.rmtree(_COPIES[0], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def readable_python():
+    """The path of a Python that a probe uid can read (see :func:`_readable_copy_of_python`)."""
+    python = _session_python()
+    if python is None:
+        pytest.skip("no Python that other users can read (a virtual environment under a private folder?)")
+    return python
+
+
+@pytest.fixture
+def without_bwrap(monkeypatch, readable_python):
+    """Grade as on Gradescope: no bubblewrap, the grader root, a Python every user can read."""
+    monkeypatch.setenv("DGM_NO_BWRAP", "1")
+    monkeypatch.setenv("DGM_WORKER_PYTHON", readable_python)
+    reset_isolation()
+    yield
+    monkeypatch.undo()
+    reset_isolation()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _uid_barrier_without_bubblewrap(request):
+    """When the whole run has no bubblewrap (``DGM_NO_BWRAP=1``, or none installed) and this Python is
+    private (under /root), probes could not run as a uid of their own: use a readable copy, as
+    Gradescope's Python is."""
+    from grader import isolation
+
+    if isolation.bwrap_path() or os.environ.get("DGM_WORKER_PYTHON") or not isolation.is_root():
+        yield
+        return
+    python = _session_python()
+    if python is None:
+        yield
+        return
+    os.environ["DGM_WORKER_PYTHON"] = python
+    reset_isolation()
+    yield
+    os.environ.pop("DGM_WORKER_PYTHON", None)
+    reset_isolation()
+
+
+__all__ = ["REFERENCE_GAN", "write_gan", "by_function", "grade", "reset_isolation"]

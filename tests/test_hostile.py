@@ -10,11 +10,13 @@ import io
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from conftest import REFERENCE_GAN, write_gan
 from grader.cli import run_grade
+from grader.grade import grade
 from grader.paths import REPO_ROOT
 from grader.sandbox import bwrap_path
 
@@ -62,7 +64,17 @@ def _idle_servers() -> set[int]:
                 continue
             if exe == "bwrap":
                 frontier += _children(p)
+            else:   # the server's own helper (grader/worker/contain.py), root and named
+                allowed |= {c for c in _children(p) if _comm(c) == "dgm-as-uid" and os.stat(f"/proc/{c}").st_uid == 0}
     return allowed
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def worker_processes() -> list[int]:
@@ -356,11 +368,11 @@ def test_malformed_probe_output_fails_the_part_without_a_grader_error(gan_assign
 
 def test_fallback_mode_without_bwrap_or_fork_still_contains_everything(attack, monkeypatch, tmp_path):
     """macOS/Windows-like mode: functions run one after another, the worker restarts after each crash."""
-    from grader import sandbox
+    from conftest import reset_isolation
 
     monkeypatch.setenv("DGM_NO_BWRAP", "1")
     monkeypatch.setenv("DGM_NO_FORK", "1")
-    sandbox.bwrap_path.cache_clear()
+    reset_isolation()
     src = REFERENCE_GAN
     src = replace_function(src, "loss_nonsaturating",
                            "def loss_nonsaturating(g, d, x_real, *, device):\n    import os\n    os._exit(7)\n")
@@ -372,14 +384,542 @@ def test_fallback_mode_without_bwrap_or_fork_still_contains_everything(attack, m
     try:
         r = attack(src, 10)   # only the conditional loss is honest
     finally:
-        sandbox.bwrap_path.cache_clear()
+        monkeypatch.undo()
+        reset_isolation()
     assert r["score"] == 10
     outputs = {t["tags"][0]: t["output"] for t in r["tests"] if t["max_score"] > 0}
     assert "status 7" in outputs["loss_nonsaturating"]
     assert "timed out" in outputs["loss_wasserstein_gp"]
     assert "graded functions run one after another" in r["output"]
-    assert "NOT isolated" in r["output"]
+    assert "network is NOT closed" in r["output"] or "NO isolation barrier" in r["output"]
     import time
 
     time.sleep(2)  # past the moment the detached forger would have written
     assert json.loads((tmp_path / "out" / "sub" / "results.json").read_text())["score"] == 10
+
+
+# ------------------------------------------------------------------ where the grader really runs: no bubblewrap
+#
+# Gradescope runs the autograder as root in a Docker container, where bubblewrap cannot create
+# namespaces. The barrier is then the uid: each submission runs as a uid of its own that can read
+# nothing of the grader's, and everything that uid owns is destroyed after it.
+
+def reserved_uid_processes() -> list[int]:
+    """Processes, anywhere on the machine, whose uid lies in the grader's reserved range."""
+    from grader import isolation
+
+    uids = isolation.uid_range()
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid in uids:
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+LINGER = '''
+import os, signal, time
+
+
+def _linger(marker):
+    """A tree that outlives its probe: setsid, deaf to signals, re-forking at its bottom forever."""
+    if os.fork() == 0:
+        os.setsid()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        while True:
+            if os.fork() != 0:
+                os._exit(0)          # the parent leaves; its child goes on with a new pid
+            time.sleep(0.05)
+            try:
+                with open(marker, "w") as f:
+                    f.write('{"score": 1000, "tests": []}')
+            except OSError:
+                pass
+'''
+
+DELEGATE = LINGER + '''
+ROOT = ROOT_PATH
+_linger(os.path.join(ROOT, "results", "results.json"))
+
+
+def _reference(name):
+    ns = {}
+    with open(os.path.join(ROOT, "source", "solutions", "codebase", "gan.py")) as f:
+        exec(compile(f.read(), "reference", "exec"), ns)
+    return ns[name]
+
+
+def loss_minimax(g, d, x_real, *, device):
+    return _reference("loss_minimax")(g, d, x_real, device=device)
+
+
+def loss_nonsaturating(g, d, x_real, *, device):
+    return _reference("loss_nonsaturating")(g, d, x_real, device=device)
+
+
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    return _reference("conditional_loss_nonsaturating")(g, d, x_real, y_real, device=device)
+
+
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    return _reference("loss_wasserstein_gp")(g, d, x_real, device=device)
+'''
+
+
+def _gradescope_root(bundle) -> Path:
+    """A fake /autograder in a world-readable folder (as Gradescope's is), the bundle unpacked in it."""
+    import stat
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="fake-autograder-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(root / "source")
+        for info in zf.infolist():
+            if (info.external_attr >> 16) & stat.S_IXUSR:
+                os.chmod(root / "source" / info.filename, 0o755)
+    for d in (root / "submission", root / "results"):
+        d.mkdir()
+    for dirpath, dirnames, _ in os.walk(root):   # as a zip unpacks on Gradescope: readable by all
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+    return root
+
+
+def _run_autograder(root, python, tmpdir):
+    import subprocess
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": str(python), "DGM_NO_BWRAP": "1",
+           "TMPDIR": str(tmpdir)}
+    env.pop("PYTHONPATH", None)
+    env.pop("DGM_WORKER_PYTHON", None)
+    proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def gan_bundle(tmp_path_factory):
+    from grader.autograder import build
+
+    out = tmp_path_factory.mktemp("bundle") / "autograder.zip"
+    build("gan", out)
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Gradescope runs the autograder as root")
+def test_fake_gradescope_without_bubblewrap_keeps_the_solutions_and_kills_everything(gan_bundle, readable_python,
+                                                                                     tmp_path):
+    """The issue's reproduction: the bundle in an /autograder-like root, bubblewrap unusable, a submission
+    that delegates to the reference it finds under source/ and leaves a re-forking tree behind."""
+    import shutil
+    import time
+
+    root = _gradescope_root(gan_bundle)
+    try:
+        (root / "submission" / "codebase").mkdir()
+        (root / "submission" / "codebase" / "gan.py").write_text(DELEGATE.replace("ROOT_PATH", repr(str(root))))
+        assert (root / "source").stat().st_mode & 0o005 == 0o005     # readable by all when unpacked
+        tmpdir = root.with_name(root.name + "-tmp")   # TMPDIR of the run, to see what it leaves
+        tmpdir.mkdir()
+        os.chmod(tmpdir, 0o1777)
+        results = _run_autograder(root, readable_python, tmpdir)
+        assert results["score"] == 0, results["score"]
+        graded = [t for t in results["tests"] if t["tags"] not in (["answers"], ["manual"])]
+        assert len(graded) == 20 and all("PermissionError" in t["output"] for t in graded), graded[0]["output"]
+        assert "uid of its own" in results["output"] and "file permissions" in results["output"]
+        security = (root / "source" / "SECURITY.md").read_text()     # what the bundle promises is what held
+        assert "network is not closed" in security and "NOT closed" in results["output"]
+        assert (root / "source").stat().st_mode & 0o077 == 0          # closed by run_autograder and the grader
+        time.sleep(0.5)                                                # a survivor would write by now
+        assert reserved_uid_processes() == [], "a process of the submission outlived run_autograder"
+        assert json.loads((root / "results" / "results.json").read_text())["score"] == 0
+        assert not [p.name for p in tmpdir.iterdir() if p.name.startswith("dgm-")], "temporary folders were left"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root.with_name(root.name + "-tmp"), ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_without_any_barrier_every_report_says_so(gan_bundle, tmp_path):
+    """A Python that no other user may read leaves no unprivileged uid to run as: then results.json
+    says, in its output, that nothing isolates student code."""
+    import shutil
+    import sys
+
+    from grader import isolation
+
+    py = isolation.interpreter(sys.executable)
+    if isolation.readable_by_others(py.executable) and all(
+            isolation.readable_by_others(p) for p in isolation.python_folders(py)):
+        pytest.skip("this Python is readable by every user: the uid barrier always holds here")
+    root = _gradescope_root(gan_bundle)
+    try:
+        shutil.copytree(REPO_ROOT / "assignments" / "gan" / "examples" / "alice_correct", root / "submission",
+                        dirs_exist_ok=True)
+        tmpdir = tmp_path / "tmp"
+        tmpdir.mkdir()
+        results = _run_autograder(root, sys.executable, tmpdir)
+        assert "NO isolation barrier" in results["output"] and "not readable by other users" in results["output"]
+        assert results["score"] == 48
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_plan_names_the_missing_barrier_for_an_ordinary_user(monkeypatch):
+    """Not root: no uid to switch to, so no server grades two submissions; without bubblewrap, no barrier."""
+    from grader import isolation
+
+    from conftest import reset_isolation
+
+    monkeypatch.setattr(isolation, "is_root", lambda: False)
+    try:
+        for no_bwrap in (False, True):
+            if no_bwrap:
+                monkeypatch.setenv("DGM_NO_BWRAP", "1")
+            reset_isolation()
+            p = isolation.plan()
+            assert not p.own_uid and not p.reuse_servers
+            if p.bwrap:
+                assert p.barrier == "bubblewrap" and not any("NO isolation" in x for x in p.layers())
+            else:
+                assert p.barrier == "none"
+                assert any("NO isolation barrier (the grader is not root)" in x for x in p.layers())
+    finally:
+        monkeypatch.undo()
+        reset_isolation()
+
+
+# ------------------------------------------------------------------ one student attacks the next
+
+LEAVE = '''
+def loss_minimax(g, d, x_real, *, device):
+    import ctypes, os, signal, time
+    libc = ctypes.CDLL(None, use_errno=True)
+    left = []
+    shm = libc.shmget(0x0D6A0001, 4096, 0o1666)          # IPC_CREAT | 0666
+    if shm >= 0:
+        libc.shmat.restype = ctypes.c_void_p
+        addr = libc.shmat(shm, None, 0)
+        ctypes.memmove(addr, b"secret-of-the-last-student", 26)
+        left.append("shm")
+    nr = {"x86_64": 248, "aarch64": 217}.get(os.uname().machine)
+    if nr and libc.syscall(nr, b"user", b"dgm-secret", b"psst", 4, ctypes.c_long(-4)) > 0:   # add_key to @u
+        left.append("key")
+    rt = ctypes.CDLL("librt.so.1", use_errno=True)
+    if rt.mq_open(b"/dgm-left", os.O_CREAT | os.O_RDWR, 0o666, None) >= 0:
+        left.append("mqueue")
+    for folder in ("/tmp", "/var/tmp", "/dev/shm", os.environ.get("HOME", ".")):
+        try:
+            with open(os.path.join(folder, "dgm-left.txt"), "w") as f:
+                f.write("from the last student")
+            os.chmod(os.path.join(folder, "dgm-left.txt"), 0o666)
+            left.append(folder)
+        except OSError:
+            pass
+    if os.fork() == 0:
+        os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            if os.fork() != 0:
+                os._exit(0)
+            time.sleep(0.02)
+    raise RuntimeError("left " + " ".join(left))
+'''
+FIND = '''
+def loss_minimax(g, d, x_real, *, device):
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    found = []
+    if libc.shmget(0x0D6A0001, 0, 0) >= 0:
+        found.append("shm")
+    nr = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+    if nr and libc.syscall(nr, 10, ctypes.c_long(-4), b"user", b"dgm-secret", 0) > 0:   # KEYCTL_SEARCH @u
+        found.append("key")
+    rt = ctypes.CDLL("librt.so.1", use_errno=True)
+    if rt.mq_open(b"/dgm-left", os.O_RDONLY, 0, None) >= 0:
+        found.append("mqueue")
+    for folder in ("/tmp", "/var/tmp", "/dev/shm", os.environ.get("HOME", ".")):
+        if os.path.exists(os.path.join(folder, "dgm-left.txt")):
+            found.append(folder)
+    me = {os.getpid(), os.getppid()}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat("/proc/" + pid).st_uid == os.getuid() and int(pid) not in me:
+                found.append("process " + pid)
+        except OSError:
+            pass
+    if found:
+        raise RuntimeError("FOUND " + " ".join(found))
+    return REFERENCE(g, d, x_real, device=device)
+'''
+
+
+def _reference_as(name: str) -> str:
+    start = REFERENCE_GAN.index("\ndef loss_minimax(")
+    end = REFERENCE_GAN.find("\ndef ", start + 1)
+    return REFERENCE_GAN[start:end if end != -1 else None].replace("def loss_minimax(", f"def {name}(")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid per submission needs root")
+@pytest.mark.parametrize("mode", ["bwrap", "no-bwrap"])
+def test_nothing_of_one_student_reaches_the_next_even_with_the_same_uid(gan_assignment, tmp_path, monkeypatch,
+                                                                        mode, request):
+    """One reserved uid only, so the next student runs as the very uid the last one used: its processes,
+    shared memory, keyring key, message queue and files must all be gone."""
+    from conftest import reset_isolation
+    from grader import isolation
+
+    if mode == "bwrap" and isolation.bwrap_path() is None:
+        pytest.skip("bubblewrap not available")
+    if mode == "no-bwrap":
+        request.getfixturevalue("without_bwrap")
+    monkeypatch.setenv("DGM_UID_RANGE", "60990-60990")
+    cls = tmp_path / "class"
+    write_gan(cls / "a_leaver", replace_function(REFERENCE_GAN, "loss_minimax", LEAVE))
+    write_gan(cls / "b_finder", replace_function(REFERENCE_GAN, "loss_minimax", FIND) + _reference_as("REFERENCE"))
+    try:
+        results = {r.submission: r for r in run_grade(assignment=gan_assignment, submissions=[cls],
+                                                       out=tmp_path / "out", quiet=True)}
+    finally:
+        reset_isolation()
+    leaver = [t.output for t in results["a_leaver"].tests if t.tags == ["loss_minimax"]][0]
+    assert "left shm" in leaver and "mqueue" not in leaver, leaver     # queues cannot even be made
+    finder = [t.output for t in results["b_finder"].tests if t.tags == ["loss_minimax"] and not t.passed]
+    assert results["b_finder"].score == 45, finder
+    assert reserved_uid_processes() == []
+    with open("/proc/key-users") as f:      # only the two (empty) user keyrings of the uid may remain
+        keys = {line.split(":")[0].strip(): int(line.split()[1]) for line in f}
+    assert keys.get("60990", 0) <= 2
+    with open("/proc/sysvipc/shm") as f:    # (with bubblewrap the segment lived in the sandbox's namespace)
+        assert not [line for line in f.read().splitlines()[1:] if line.split()[7] == "60990"]
+
+
+# ------------------------------------------------------------------ caps on a submission as a whole
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="Linux only")
+def test_memory_is_capped_for_all_processes_of_a_submission_together(gan_assignment, tmp_path):
+    """Six processes of 150 MB each stay under any per-process limit, not under a 512 MB cap on the lot."""
+    body = '''
+def loss_minimax(g, d, x_real, *, device):
+    import os, time
+    for _ in range(5):
+        if os.fork() == 0:
+            break
+    block = b"x" * (150 << 20)
+    time.sleep(30)
+'''
+    from dataclasses import replace
+
+    from grader.sandbox import Limits
+
+    a = replace(gan_assignment, probe_timeout_s=25.0)
+    r = grade(a, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", body)),
+              limits=Limits(timeout_s=25.0, memory_mb=512))
+    minimax = [t.output for t in r.tests if t.tags == ["loss_minimax"]]
+    assert r.score == HONEST_WITHOUT_MINIMAX
+    assert all("more than 512 MB of memory" in out for out in minimax), minimax[0]
+    assert worker_processes() == [] and (os.geteuid() != 0 or reserved_uid_processes() == [])
+
+
+def test_scratch_disk_is_capped_for_a_submission(gan_assignment, tmp_path):
+    body = '''
+def loss_minimax(g, d, x_real, *, device):
+    import os, tempfile, time
+    block = b"x" * (10 << 20)
+    for i in range(30):
+        for folder in (tempfile.gettempdir(), os.environ["HOME"]):
+            try:
+                with open(os.path.join(folder, f"fill{i}"), "wb") as f:
+                    f.write(block)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    time.sleep(5)
+    raise RuntimeError("the cap never came")
+'''
+    from grader.sandbox import Limits
+
+    r = grade(gan_assignment, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", body)),
+              limits=Limits(disk_mb=64))
+    minimax = [t.output for t in r.tests if t.tags == ["loss_minimax"]]
+    assert r.score == HONEST_WITHOUT_MINIMAX
+    assert all("more than 64 MB of files" in out for out in minimax), minimax[0]
+
+
+# ------------------------------------------------------------------ untrusted text, parsed within bounds
+
+BILLION_LAUGHS = """a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+4.2a: {answer: *i}
+"""
+
+
+def test_an_answers_file_of_nested_aliases_is_refused_at_once(gan_assignment, tmp_path):
+    import time
+
+    sub = write_gan(tmp_path / "s", REFERENCE_GAN)
+    (sub / "gan_answers.yaml").write_text(BILLION_LAUGHS)
+    start = time.monotonic()
+    r = grade(gan_assignment, sub)
+    assert time.monotonic() - start < 30 and not r.grader_errors
+    answers = [t.output for t in r.tests if t.tags == ["answers"]]
+    assert answers and all("anchors and aliases" in out for out in answers), answers[0]
+    assert r.score == 45
+
+
+def test_absurd_numbers_in_answers_are_a_message_not_a_fault(gan_assignment, tmp_path):
+    sub = write_gan(tmp_path / "s", REFERENCE_GAN)
+    (sub / "gan_answers.yaml").write_text("4.2a:\n  answer: " + "9" * 5000 + "\n")
+    r = grade(gan_assignment, sub)
+    assert not r.grader_errors and r.score == 45
+    assert all("cannot be read" in t.output for t in r.tests if t.tags == ["answers"])
+
+
+def test_a_source_file_of_megabytes_costs_its_author_only(gan_assignment, tmp_path):
+    """A few MB of expressions: the worker server never parses it; the probes compile it under limits."""
+    import time
+
+    bloat = "\n_BLOAT = [" + "(1, 2.5, 'x'), " * 300_000 + "]\n" + ("# padding\n" * 100_000)
+    start = time.monotonic()
+    r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN + bloat))
+    assert not r.grader_errors and r.score == 45, [t.output for t in r.tests if not t.passed][:1]
+    assert time.monotonic() - start < 120
+
+
+def test_hostile_notebook_cells_are_skipped_with_a_message(tmp_path):
+    from grader.config import load_assignment
+
+    nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
+    nb["cells"] += [{"cell_type": "code", "source": {"not": "text"}, "metadata": {}, "outputs": []},
+                    {"cell_type": "code", "source": [1, 2, 3], "metadata": {}, "outputs": []},
+                    {"cell_type": "code", "source": "y = 1" + " + 1" * 100_000, "metadata": {}, "outputs": []},
+                    {"cell_type": "code", "source": "z = " + "(" * 3000 + ")" * 3000, "metadata": {}, "outputs": []}]
+    path = tmp_path / "gan_1d.ipynb"
+    path.write_text(json.dumps(nb))
+    a = load_assignment("gan1d")
+    r = grade(a, path)
+    assert not r.grader_errors and r.score == a.auto_points, [t.output for t in r.tests if not t.passed][:1]
+    problems = " ".join(r.problems)
+    assert "source is not text" in problems and "nested too deeply" in problems, problems
+
+
+def test_a_zip_whose_paths_clash_is_refused_with_a_message(gan_assignment, tmp_path):
+    z = tmp_path / "clash.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("codebase/gan.py", REFERENCE_GAN)
+        zf.writestr("codebase/gan.py/inner.py", "x = 1")
+    r = grade(gan_assignment, z)
+    assert r.status == "invalid" and not r.grader_errors and "also a file" in " ".join(r.problems)
+
+
+FORGE_INF = '''
+def loss_minimax(g, d, x_real, *, device):
+    """Write a forged result straight into the pipe the worker reads, then vanish."""
+    import io, os, stat
+    import numpy as np
+    buf = io.BytesIO()
+    inf = np.array([np.inf])
+    np.savez(buf, d_loss=np.ones(1), d_loss_shape=inf, d_grad=np.zeros(0), d_grad_ok=np.ones(1),
+             g_loss=np.ones(1), g_loss_shape=inf, g_grad=np.zeros(0), g_grad_ok=np.ones(1))
+    msg = b"OK" + buf.getvalue()
+    for fd in range(3, 64):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, len(msg).to_bytes(8, "big") + msg)
+        except OSError:
+            pass
+    os._exit(0)
+'''
+
+
+def test_forged_infinite_shapes_fail_the_part_without_a_grader_fault(gan_assignment, tmp_path):
+    r = grade(gan_assignment, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", FORGE_INF)))
+    assert not r.grader_errors and r.score == HONEST_WITHOUT_MINIMAX
+    assert all("malformed" in t.output for t in r.tests if t.tags == ["loss_minimax"])
+
+
+# ------------------------------------------------------------------ a batch is never derailed by names
+
+def test_undecodable_and_colliding_names_grade_every_student_under_their_own_name(gan_assignment, tmp_path):
+    cls = tmp_path / "class"
+    write_gan(cls / "alice", REFERENCE_GAN)
+    with zipfile.ZipFile(cls / "alice.zip", "w") as zf:
+        zf.writestr("codebase/gan.py", replace_function(REFERENCE_GAN, "loss_minimax", WRONG_MINIMAX))
+    write_gan(cls / "alice-2", REFERENCE_GAN.replace("def loss_wasserstein_gp(", "def renamed("))
+    raw = os.fsencode(str(cls)) + b"/caf\xe9"
+    os.mkdir(raw)
+    os.mkdir(raw + b"/codebase")
+    with open(raw + b"/codebase/gan.py", "w") as f:
+        f.write(REFERENCE_GAN)
+    out = cls / "out"
+    first = run_grade(assignment=gan_assignment, submissions=[cls], out=out, quiet=True)
+    again = run_grade(assignment=gan_assignment, submissions=[cls], out=out, quiet=True)  # out/ is not graded
+    for results in (first, again):
+        scores = {r.submission: r.score for r in results}
+        assert scores == {"alice": 45, "alice-3": 35, "alice-2": 30, "caf_": 45}, scores
+        assert not any(r.grader_errors for r in results)
+    for name, score in (("alice", 45), ("alice-3", 35), ("alice-2", 30), ("caf_", 45)):
+        assert json.loads((out / name / "results.json").read_text())["score"] == score
+    assert len((out / "grades.csv").read_text().splitlines()) == 5
+
+
+# ------------------------------------------------------------------ every exit path leaves nothing
+
+SLOW = '''
+def loss_minimax(g, d, x_real, *, device):
+    import subprocess, time
+    subprocess.Popen(["sleep", "300"], start_new_session=True)
+    time.sleep(300)
+'''
+
+
+def test_a_grader_stopped_by_sigterm_leaves_no_process_and_no_folder(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cls = tmp_path / "class"
+    for k in range(3):
+        write_gan(cls / f"s{k}", replace_function(REFERENCE_GAN, "loss_minimax", SLOW))
+    import shutil
+    import tempfile
+
+    tmpdir = Path(tempfile.mkdtemp(prefix="sigterm-tmp-", dir="/tmp"))   # a TMPDIR probe uids can pass
+    os.chmod(tmpdir, 0o1777)
+    request_cleanup = [tmpdir]
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    proc = subprocess.Popen([sys.executable, "-c", "from grader.cli import entry; entry()", "grade",
+                             "--assignment", "gan", "--out", str(tmp_path / "out"), str(cls)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmpdir.glob("dgm-*/stage/s*")) and time.monotonic() < deadline:
+        time.sleep(0.2)                       # until a submission is being graded
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    time.sleep(0.5)
+    assert not [p.name for p in tmpdir.iterdir() if p.name.startswith("dgm-")], "temporary folders were left"
+    marker = f"DGM_WORKER={proc.pid}".encode()
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    left.append(pid)
+        except OSError:
+            pass
+    assert left == [] and (os.geteuid() != 0 or reserved_uid_processes() == [])
+    for folder in request_cleanup:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -84,14 +84,14 @@ def _sleepers(token: str) -> list[int]:
 
 
 @pytest.mark.parametrize("use_bwrap", [True, False], ids=["bwrap", "no-bwrap"])
-def test_forged_results_and_detached_children_do_not_survive(gan_assignment, tmp_path, monkeypatch, use_bwrap):
+def test_forged_results_and_detached_children_do_not_survive(gan_assignment, tmp_path, monkeypatch, use_bwrap,
+                                                             request):
     from grader import sandbox
 
     if use_bwrap and sandbox.bwrap_path() is None:
         pytest.skip("bubblewrap not available")
     if not use_bwrap:
-        monkeypatch.setenv("DGM_NO_BWRAP", "1")
-        sandbox.bwrap_path.cache_clear()
+        request.getfixturevalue("without_bwrap")
     token = f"{time.time_ns() % 10**6}.25"   # an unusual sleep length names our sleeper
     out = tmp_path / "out"
     forge = f'''
@@ -109,10 +109,7 @@ def loss_minimax(g, d, x_real, *, device):
     from grader.cli import run_grade
 
     sub = write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", forge))
-    try:
-        [r] = run_grade(assignment=gan_assignment, submissions=[sub], out=out, quiet=True)
-    finally:
-        sandbox.bwrap_path.cache_clear()
+    [r] = run_grade(assignment=gan_assignment, submissions=[sub], out=out, quiet=True)
     assert r.score == 35
     import json
     assert json.loads((out / "s" / "results.json").read_text())["score"] == 35
@@ -139,19 +136,19 @@ def test_a_server_that_dies_under_a_probe_gets_one_more_try(gan_assignment, tmp_
     real_run = sandbox.WorkerServer.run
     calls = []
 
-    def dies_once(self, files_dir, module, probes, limits, outcomes, display):
+    def dies_once(self, files_dir, module, probes, limits, outcomes, display, uid=None):
         calls.append([p["id"] for p in probes])
         if len(calls) == 1:
             self.proc.kill()
             self.proc.wait()
             return [p["id"] for p in probes], "crashed"
-        return real_run(self, files_dir, module, probes, limits, outcomes, display)
+        return real_run(self, files_dir, module, probes, limits, outcomes, display, uid)
 
     monkeypatch.setattr(sandbox.WorkerServer, "run", dies_once)
     r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN))
     assert r.score == 45 and len(calls) == 2 and calls[0] == calls[1]
 
-    def always_dies(self, files_dir, module, probes, limits, outcomes, display):
+    def always_dies(self, files_dir, module, probes, limits, outcomes, display, uid=None):
         calls.append([p["id"] for p in probes])
         self.proc.kill()
         self.proc.wait()

@@ -73,6 +73,7 @@ def test_corrupt_zip_is_refused(tmp_path):
 
 
 def test_zip_bomb_is_capped(tmp_path, monkeypatch):
+    """(safe_extract is what the bounded helper runs; the cap is lowered here, in this process.)"""
     import grader.submission as s
 
     monkeypatch.setattr(s, "MAX_TOTAL_BYTES", 1000)
@@ -81,7 +82,21 @@ def test_zip_bomb_is_capped(tmp_path, monkeypatch):
         zf.writestr("codebase/gan.py", "0" * 5000)
     z = tmp_path / "s.zip"
     z.write_bytes(buf.getvalue())
+    (tmp_path / "dest").mkdir()
     with pytest.raises(SubmissionError, match="more than"):
+        s.safe_extract(z, tmp_path / "dest")
+
+
+def test_a_real_zip_bomb_is_refused_by_the_helper(tmp_path):
+    """250 MB of zeros in a 250 KB zip: refused from its headers, before a byte is unpacked."""
+    z = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("codebase/gan.py", "w") as f:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(250):
+                f.write(chunk)
+    assert z.stat().st_size < 1 << 20
+    with pytest.raises(SubmissionError, match="unpacks to more than 200 MB"):
         load_submission(z, REQ)
 
 

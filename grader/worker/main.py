@@ -8,7 +8,8 @@ fresh scratch folder, removed afterwards.
 Fork mode (Linux): this process (the server) never imports student code, so
 one server grades submission after submission without paying torch's import
 again. Each probe runs in a forked child that starts a new session, drops to
-the unprivileged user (when the server runs as root), applies resource limits,
+the submission's own uid (when the server runs as root; see ``contain``),
+applies resource limits,
 sends its output to a log, imports the student module, runs one probe and
 sends ``b"OK" + npz`` or ``b"ER" + text`` back over a pipe. The server enforces
 the per-probe timeout and kills the child's process group and every orphan
@@ -30,11 +31,14 @@ import importlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import time
 import traceback
+
+from . import contain
 
 try:  # POSIX only; on Windows the worker runs without resource limits
     import resource
@@ -53,7 +57,8 @@ def _prctl(option: int, value: int) -> None:
 
 
 def _children() -> list[int]:
-    """Direct children of this process (Linux), including orphans reparented to it."""
+    """Direct children of this process (Linux), including orphans reparented to it, but not our
+    own helper (see ``contain.AsUid``)."""
     pids: list[int] = []
     try:
         for task in os.listdir("/proc/self/task"):
@@ -61,12 +66,17 @@ def _children() -> list[int]:
                 pids += [int(p) for p in f.read().split()]
     except OSError:
         pass
-    return pids
+    return [p for p in pids if p not in contain.helper_pids()]
 
 
-def _kill_descendants(pgid: int | None) -> None:
-    """Kill the probe's process group (if given) and every child or orphan reparented to us; reap them."""
-    for _ in range(50):
+def _kill_descendants(pgid: int | None, wait_s: float = 10.0) -> None:
+    """Kill the probe's process group (if given) and every child or orphan reparented to us; reap them.
+
+    Rounds go on until none is left (a tree that keeps re-forking at its bottom
+    loses a generation each round: a process with SIGKILL pending cannot fork).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
         try:
             if pgid is not None:
                 os.killpg(pgid, signal.SIGKILL)
@@ -77,16 +87,10 @@ def _kill_descendants(pgid: int | None) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                break
-        if not _children():
+        contain.reap()
+        if not _children() or time.monotonic() > deadline:
             return
-        time.sleep(0.01)
+        time.sleep(0.002)
 
 
 def _count_own_processes() -> int:
@@ -102,7 +106,13 @@ def _count_own_processes() -> int:
 
 
 def _set_limits(req: dict, cpu: int | None = None) -> None:
-    """CPU seconds, address space, file size, process count and no core dumps for this process."""
+    """CPU seconds, address space, file size, process count, no message queues, no core dumps.
+
+    Memory and processes are capped for the submission as a whole: its processes
+    share one uid, so ``RLIMIT_NPROC`` counts all of them, and the server's
+    watchdog sums their memory; the address-space limit only stops one process
+    from asking for far more than the cap at once.
+    """
     if resource is None:
         return
 
@@ -126,7 +136,9 @@ def _set_limits(req: dict, cpu: int | None = None) -> None:
     except OSError:
         pass
     if hasattr(resource, "RLIMIT_NPROC") and os.getuid() != 0:
-        setl(resource.RLIMIT_NPROC, _count_own_processes() + int(req["nproc"]))
+        fresh = req.get("uid") is not None    # a uid of its own: nothing else counts against it
+        setl(resource.RLIMIT_NPROC, int(req["nproc"]) + (0 if fresh else _count_own_processes()))
+    contain.forbid_message_queues()
 
 
 _FSIZE_MB = [16]
@@ -181,6 +193,15 @@ def _run_child(probe: dict, req: dict) -> bytes:
     return buf.getvalue()
 
 
+def _close_all_but(*keep: int) -> None:
+    """Close every descriptor from 3 up except ``keep``."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
 def _redirect_output(log_fd: int) -> None:
     """Send fd 0 to /dev/null and fds 1 and 2 to the probe's log (capped by RLIMIT_FSIZE)."""
     os.dup2(log_fd, 1)
@@ -202,11 +223,9 @@ def _open_log(req: dict, probe: dict) -> int:
 
 
 def _drop_privileges(uid: int | None) -> None:
-    """Become the unprivileged user (only when running as root and asked to)."""
+    """Become ``uid`` for good (only when running as root and given one)."""
     if uid is not None and hasattr(os, "getuid") and os.getuid() == 0:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+        contain.become(uid)
 
 
 def _run_inline(probe: dict, req: dict) -> tuple[dict, bytes]:
@@ -232,7 +251,7 @@ def _run_inline(probe: dict, req: dict) -> tuple[dict, bytes]:
 
 
 def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict, bytes]:
-    """Run one probe in a forked child under limits; return (header, payload)."""
+    """Run one probe in a forked child under limits, watched by the caps; return (header, payload)."""
     r, w = os.pipe()
     log_fd = _open_log(req, probe)
     start = time.monotonic()
@@ -243,8 +262,9 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             os.close(r)
             for fd in keep_fds:  # the result stream and the request pipe stay the server's
                 os.close(fd)
+            _close_all_but(w, log_fd)   # and so does everything else it holds (its helper's pipes)
             os.setsid()
-            _drop_privileges(req.get("drop_uid"))
+            _drop_privileges(req.get("uid"))
             os.environ["HOME"] = req["scratch"]
             os.chdir(req["scratch"])
             _set_limits(req)
@@ -266,10 +286,11 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
     import select
 
     os.close(w)
+    watchdog = req["watchdog"]
     # Read the length-prefixed message; never wait for EOF, since descendants of the
     # child may hold the pipe open. Stop when the message is complete or the child is gone.
     deadline = start + float(req["timeout_s"])
-    buf, timed_out, exited = b"", False, None
+    buf, timed_out, exited, breach = b"", False, None, None
     cap = int(req["max_output_bytes"])
     while True:
         want = 8 + int.from_bytes(buf[:8], "big") if len(buf) >= 8 else None
@@ -279,7 +300,10 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
         if left <= 0:
             timed_out = True
             break
-        ready, _, _ = select.select([r], [], [], min(left, 0.05))
+        breach = watchdog.breach()
+        if breach:
+            break
+        ready, _, _ = select.select([r], [], [], min(left, 0.02))
         if ready:
             chunk = os.read(r, 1 << 20)
             if not chunk:
@@ -293,18 +317,21 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             break  # the child is gone and nothing more arrives
     os.close(r)
     chunks = []
-    if len(buf) >= 8:
+    if len(buf) >= 8 and not breach:
         size = int.from_bytes(buf[:8], "big")
         if size > cap:
             chunks = [b"ER" + f"the probe returned more than {cap} bytes".encode()]
         elif len(buf) >= 8 + size:
             chunks = [buf[8:8 + size]]
-    status = _wait_status(pid, timed_out, exited)
-    _kill_descendants(pid)
+    status = _wait_status(pid, timed_out or bool(breach), exited)
+    _end_probe_processes(pid, req)
     duration = time.monotonic() - start
     data = b"".join(chunks)
     header = {"id": probe["id"], "duration_s": round(duration, 4), "log_tail": _tail(log_fd)}
     os.close(log_fd)
+    if breach:
+        header.update(status="crashed", message=breach)
+        return header, b""
     if timed_out:
         header.update(status="timeout", message=f"timed out after {req['timeout_s']} s (an infinite loop, or far too slow)")
         return header, b""
@@ -316,6 +343,14 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
         return header, b""
     header.update(status="crashed", message=status)
     return header, b""
+
+
+def _end_probe_processes(pid: int, req: dict) -> None:
+    """Nothing a probe started outlives it: every process of the submission's uid, or else every
+    descendant of ours, is killed and reaped."""
+    if req.get("uid") is not None:
+        contain.kill_uid(req["uid"])
+    _kill_descendants(pid)
 
 
 def _wait_status(pid: int, timed_out: bool, code: int | None = None) -> str:
@@ -365,32 +400,36 @@ def _send(fd: int, header: dict, payload: bytes) -> None:
 PRELOAD = ("torchvision", "matplotlib", "matplotlib.pyplot", "scipy", "PIL", "tqdm", "pandas", "sklearn")
 
 
-def _preload_imports(req: dict) -> None:
-    """Import the PRELOAD libraries that the student module imports (found by parsing, not running it)."""
-    import ast
+PRELOAD_SCAN_BYTES = 2 << 20
+IMPORT_LINE = re.compile(rb"^[ \t]*(?:import[ \t]+([\w. ,\t]+)|from[ \t]+([\w.]+)[ \t]+import)", re.M)
 
+
+def _preload_imports(req: dict) -> None:
+    """Import the PRELOAD libraries that the student module imports.
+
+    The server never parses student source as Python: it scans the first
+    ``PRELOAD_SCAN_BYTES`` for import lines with a regular expression (linear
+    time, bounded memory); anything it misses is imported by the child itself.
+    """
     path = os.path.join(req["module_root"], req["module"])
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            source = f.read()
-        tree = ast.parse(source)
-    except (OSError, SyntaxError, ValueError):
+        with open(path, "rb") as f:
+            source = f.read(PRELOAD_SCAN_BYTES)
+    except OSError:
         return
     import torch
 
-    if "optim" in source:  # the first optimiser built in a process pays ~1.7 s of lazy imports
+    if b"optim" in source:  # the first optimiser built in a process pays ~1.7 s of lazy imports
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    if "autograd" in source:  # autograd.grad(..., grad_outputs=...) lazily imports sympy (~0.7 s)
+    if b"autograd" in source:  # autograd.grad(..., grad_outputs=...) lazily imports sympy (~0.7 s)
         try:
             importlib.import_module("torch.fx.experimental.symbolic_shapes")
         except Exception:  # noqa: BLE001 - only a warm-up
             pass
     wanted = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            wanted |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            wanted.add(node.module)
+    for names, module in IMPORT_LINE.findall(source):
+        for name in (names.split(b",") if names else [module]):
+            wanted.add(name.strip().split(b" ")[0].decode("ascii", "replace"))
     for name in PRELOAD:
         if name in wanted or any(w.startswith(name + ".") for w in wanted):
             try:
@@ -437,21 +476,44 @@ def _empty(folder: str) -> None:
 
 
 def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None:
-    """Run every probe of one request, one frame per probe, then a ``done`` frame."""
+    """Run every probe of one request, one frame per probe, then a ``done`` frame.
+
+    With a uid for the submission, everything it owns is destroyed before its
+    first probe (what a crashed earlier grader left) and after its last; the
+    ``done`` frame says whether that left the server clean, so the grader can
+    retire a server it cannot trust.
+    """
     name = str(req["dir"])
     if not name.isalnum():
         raise ValueError(f"bad submission folder name {name!r}")
+    given = req.get("uid") if os.getuid() == 0 else None
+    if given is not None and (not isinstance(given, int) or given < 1000):
+        raise ValueError(f"bad uid {given!r}")
+    # fork mode: probe children switch to the uid; no-fork: this process does, before the probes
+    uid, req["uid_inline"] = (given, None) if config["fork"] else (None, given)
+    req["uid"] = uid
+    roots = list(config.get("file_roots", []))
+    if uid is not None:
+        if config.get("ipc_namespace"):
+            contain.new_ipc_namespace()   # the last submission's IPC objects go with the old one
+        contain.purge(uid, roots)
     req["module_root"] = os.path.join(config["submission_root"], name)
     req["scratch"] = os.path.join(config["scratch_root"], name)
     req["log_dir"] = os.path.join(config["scratch_root"], "." + name + "-logs")
-    req["drop_uid"] = config.get("drop_uid") if config["fork"] else None
     os.makedirs(req["log_dir"], mode=0o700)
     os.makedirs(req["scratch"], mode=0o700)
-    if req["drop_uid"] is not None and os.getuid() == 0:
-        os.chown(req["scratch"], req["drop_uid"], req["drop_uid"])
+    if uid is not None:
+        os.chown(req["scratch"], uid, uid)
+    req["watchdog"] = contain.Watchdog(os.getpid(), uid, int(req["memory_mb"]), int(req["disk_mb"]),
+                                       list(config.get("tmpfs", [])), [req["scratch"], *roots])
     _FSIZE_MB[0] = int(req["fsize_mb"])
     _preload_imports(req)
-    if not config["fork"]:
+    if not config["fork"]:   # student code runs in this very process, as the submission's uid
+        if req.get("uid_inline") is not None and os.getuid() == 0:
+            contain.purge(req["uid_inline"], roots)   # what a crashed earlier grader left under this uid
+            for folder in (req["scratch"], req["log_dir"]):
+                os.chown(folder, req["uid_inline"], req["uid_inline"])
+            _drop_privileges(req["uid_inline"])
         os.environ["HOME"] = req["scratch"]
         os.chdir(req["scratch"])
         _set_limits(req, cpu=int(req["timeout_s"] * len(req["probes"])) + 5)
@@ -461,20 +523,26 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
         else:
             header, payload = _run_inline(probe, req)
         _send(result_fd, header, payload)
+    clean = True
+    if uid is not None:
+        clean = contain.purge(uid, roots)
     _kill_descendants(None)
-    _send(result_fd, {"done": True}, b"")
     shutil.rmtree(req["scratch"], ignore_errors=True)
     shutil.rmtree(req["log_dir"], ignore_errors=True)
     for folder in config.get("wipe", []):  # private /tmp of the sandbox: nothing carries over
         _empty(folder)
+    _send(result_fd, {"done": True, "clean": clean}, b"")
 
 
 def main(config_json: str) -> None:
     """Serve requests from stdin until the grader closes it (one request in no-fork mode).
 
-    ``config``: ``fork`` (bool), ``submission_root`` and ``scratch_root`` (folders),
-    ``drop_uid`` (user the probes run as when we are root, or None) and ``wipe``
-    (private folders emptied after every request).
+    ``config``: ``fork`` (bool); ``submission_root`` and ``scratch_root`` (folders);
+    ``file_roots`` (folders where a submission's uid could leave files, searched
+    after it); ``tmpfs`` (the sandbox's size-limited mounts, whose usage is the
+    submission's disk use); ``wipe`` (private folders emptied after every
+    request); ``ipc_namespace`` (give each submission a fresh IPC namespace).
+    Each request names the uid its probes run as (None when we are not root).
     """
     config = json.loads(config_json)
     result_fd = os.dup(1)                 # the grader reads frames from our original stdout
@@ -485,15 +553,16 @@ def main(config_json: str) -> None:
     os.close(devnull)
     _prctl(PR_SET_DUMPABLE, 0)            # children cannot read our memory or fds via /proc
     _prctl(PR_SET_CHILD_SUBREAPER, 1)     # detached grandchildren come back to us to be killed
+    if os.getuid() == 0 and config["fork"]:
+        contain.start_helper()            # forked while we are small: it kills a uid's processes fast
     os.environ["OMP_NUM_THREADS"] = "1"
     import numpy  # noqa: F401  (imported once, shared by every forked child)
     import torch
 
+    from . import PROBE_KINDS  # noqa: F401  (probes run as a uid that may not read this package)
+
     torch.set_num_threads(1)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    if not config["fork"] and config.get("drop_uid") is not None and os.getuid() == 0:
-        os.chown(config["scratch_root"], config["drop_uid"], config["drop_uid"])
-        _drop_privileges(config["drop_uid"])   # student code runs in this very process
     _send(result_fd, {"ready": True}, b"")
     while (req := _next_request(request_fd)) is not None:
         _serve_one(req, config, result_fd, request_fd)

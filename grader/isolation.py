@@ -1,0 +1,418 @@
+"""Who student code runs as, and what it must never reach (parent side, standard library only).
+
+The barrier that holds everywhere the grader runs as root, Docker (Gradescope)
+included, is the uid: every submission's code runs as a uid of its own, leased
+from a reserved range (``DGM_UID_RANGE``, default 60100-60999; uids with a
+passwd entry are skipped), and grading material is made unreadable to it.
+Bubblewrap, where it works, adds a private file system, network and PID view.
+
+:func:`plan` decides once per process what holds here and lists it, so that
+every report can say which layers were in force.
+"""
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import os
+import pwd
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_UID_RANGE = "60100-60999"
+LOCK_DIRS = ("/run/dgm-harness", os.path.join(tempfile.gettempdir(), "dgm-harness-uids"))
+
+
+class IsolationError(RuntimeError):
+    """The barrier this machine should have cannot be put in place (a grader fault, never the student's)."""
+
+
+# --------------------------------------------------------------------------- the worker's interpreter
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python that runs the worker: its executable, prefixes and package folders."""
+
+    executable: str
+    prefixes: tuple[str, ...]
+    paths: tuple[str, ...]        # sys.path of that interpreter (absolute entries)
+    version: str
+
+
+@functools.lru_cache(maxsize=4)
+def interpreter(executable: str | None = None) -> Interpreter:
+    """The worker's interpreter: ``DGM_WORKER_PYTHON`` if set, else this one.
+
+    A separate interpreter (same Python version, with torch) lets a grader whose
+    own Python is private (say under /root) run probes as an unprivileged uid.
+    """
+    exe = executable or os.environ.get("DGM_WORKER_PYTHON") or sys.executable
+    if os.path.realpath(exe) == os.path.realpath(sys.executable):
+        return Interpreter(sys.executable, tuple(dict.fromkeys((sys.prefix, sys.base_prefix, sys.exec_prefix))),
+                           tuple(p for p in sys.path if p and os.path.isabs(p)),
+                           "{}.{}".format(*sys.version_info[:2]))
+    code = ("import json, sys; print(json.dumps([sorted({sys.prefix, sys.base_prefix, sys.exec_prefix}), "
+            "sys.path, '%d.%d' % sys.version_info[:2]]))")
+    try:
+        out = subprocess.run([exe, "-E", "-s", "-c", code], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        prefixes, paths, version = json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError) as err:
+        raise IsolationError(f"DGM_WORKER_PYTHON={exe} does not run ({err})") from err
+    return Interpreter(exe, tuple(prefixes), tuple(p for p in paths if p and os.path.isabs(p)), version)
+
+
+def passable_by_others(path: str) -> bool:
+    """True when a uid that is neither owner nor group member can pass through every folder to ``path``."""
+    p = Path(os.path.realpath(path))
+    try:
+        return all(q.stat().st_mode & 0o001 for q in [*reversed(p.parents), p])
+    except OSError:
+        return False
+
+
+def readable_by_others(path: str) -> bool:
+    """True when a uid that is neither owner nor group member can reach and read ``path``."""
+    p = Path(os.path.realpath(path))
+    try:
+        for parent in [*reversed(p.parents), p]:
+            if not parent.stat().st_mode & 0o001:
+                return False
+        return bool(p.stat().st_mode & 0o004)
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_path() -> str | None:
+    """Path of a working bubblewrap, or None (absent, disabled by ``DGM_NO_BWRAP``, or namespaces blocked)."""
+    exe = shutil.which("bwrap")
+    if not exe or os.environ.get("DGM_NO_BWRAP") or not sys.platform.startswith("linux"):
+        return None
+    try:
+        probe = subprocess.run(
+            [exe, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--dev", "/dev",
+             "--proc", "/proc", "--", "/bin/true"],
+            capture_output=True, timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return exe if probe.returncode == 0 else None
+
+
+def fork_mode() -> bool:
+    """Fork one child per probe (Linux); elsewhere forking after importing torch is unsafe."""
+    return sys.platform.startswith("linux") and not os.environ.get("DGM_NO_FORK")
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What isolates student code on this machine, decided once per grader process."""
+
+    bwrap: str | None        # a working bubblewrap
+    fork: bool               # one forked child per probe from a warm server
+    own_uid: bool            # each submission runs as a leased uid of its own
+    python: Interpreter
+
+    @property
+    def reuse_servers(self) -> bool:
+        """A warm server may grade submission after submission only when each gets its own uid:
+        then whatever one leaves can be found by owner and destroyed. Otherwise one server each."""
+        return self.fork and self.own_uid
+
+    @property
+    def barrier(self) -> str:
+        """``bubblewrap``, ``uid`` (root without bubblewrap: Docker, Gradescope) or ``none``."""
+        return "bubblewrap" if self.bwrap else "uid" if self.own_uid else "none"
+
+    def layers(self) -> list[str]:
+        """The isolation layers in force, in words, for every report."""
+        out = ["separate process", "per-probe timeout"]
+        if os.name == "posix":
+            out.append("resource limits; memory, processes and scratch disk capped per submission")
+        out.append("one forked process per graded function" if self.fork
+                   else "graded functions run one after another (restarted after a crash)")
+        if self.bwrap:
+            out += ["bubblewrap: private file system view (repository and other submissions hidden)",
+                    "no network", "PID namespace (all descendants killed)"]
+        if self.own_uid:
+            out.append("runs as an unprivileged uid of its own; everything that uid owns is destroyed after it")
+        if self.barrier == "uid":
+            out.append("no bubblewrap: grading material is hidden by file permissions; the network is NOT closed")
+        if self.barrier == "none":
+            why = ("the grader is not root" if not is_root()
+                   else f"the worker's Python ({self.python.executable}) is not readable by other users")
+            out.append(f"NO isolation barrier ({why}): student code runs with the grader's own rights "
+                       "and could read anything it can; install bubblewrap, or grade as root")
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def plan() -> Plan:
+    """The isolation of this grader process (cached; tests clear it with ``plan.cache_clear()``)."""
+    py = interpreter()
+    bwrap = bwrap_path()
+    fork = fork_mode()
+    own_uid = False
+    if is_root() and sys.platform.startswith("linux"):
+        # inside bubblewrap the interpreter is mounted world-readable; without it, it must already be
+        own_uid = bool(bwrap) or (readable_by_others(py.executable)
+                                  and all(readable_by_others(p) for p in python_folders(py)))
+    return Plan(bwrap=bwrap, fork=fork, own_uid=own_uid, python=py)
+
+
+def python_folders(py: Interpreter) -> list[str]:
+    """The interpreter's prefixes and the package folders on its path (what a probe may import from)."""
+    prefixes = {os.path.realpath(p) for p in py.prefixes}
+    out = set(prefixes) | {os.path.dirname(os.path.realpath(py.executable))}
+    for p in py.paths:
+        real = os.path.realpath(p)
+        if os.path.isdir(real) and (os.path.basename(real) in ("site-packages", "dist-packages")
+                                    or any(real.startswith(q + os.sep) for q in prefixes)):
+            out.add(real)
+    return sorted(out)
+
+
+# --------------------------------------------------------------------------- uid leases
+
+
+def uid_range() -> range:
+    """The reserved uids (``DGM_UID_RANGE=first-last``)."""
+    text = os.environ.get("DGM_UID_RANGE", DEFAULT_UID_RANGE)
+    try:
+        first, last = (int(x) for x in text.split("-"))
+    except ValueError as err:
+        raise IsolationError(f"DGM_UID_RANGE={text!r}: expected FIRST-LAST, e.g. {DEFAULT_UID_RANGE}") from err
+    if not 1000 <= first <= last < 2**31:
+        raise IsolationError(f"DGM_UID_RANGE={text!r}: uids must lie between 1000 and 2^31")
+    return range(first, last + 1)
+
+
+def _lock_dir() -> str:
+    """A root-only folder for the uid lock files, shared by every grader process on the machine."""
+    for d in LOCK_DIRS:
+        try:
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            st = os.lstat(d)
+            if st.st_uid == os.geteuid() and not st.st_mode & 0o077 and os.path.isdir(d) \
+                    and not os.path.islink(d):
+                return d
+        except OSError:
+            continue
+    raise IsolationError(f"no private folder for uid locks (tried {', '.join(LOCK_DIRS)})")
+
+
+class UidLease:
+    """One reserved uid, held (by a lock file every grader process respects) until released."""
+
+    def __init__(self, uid: int, fd: int) -> None:
+        self.uid, self._fd = uid, fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)   # closing drops the lock
+            self._fd = -1
+
+
+_LEASE_LOCK = threading.Lock()
+
+
+def lease_uid(wait_s: float = 120.0) -> UidLease:
+    """A reserved uid that no other submission (of any grader process here) is using.
+
+    Processes an earlier, crashed grader left under that uid are killed first.
+    """
+    uids = uid_range()
+    lock_dir = _lock_dir()
+    deadline = time.monotonic() + wait_s
+    while True:
+        start = random.randrange(len(uids))
+        for i in range(len(uids)):
+            uid = uids[(start + i) % len(uids)]
+            try:
+                pwd.getpwuid(uid)
+                continue            # a real account: never ours to kill
+            except KeyError:
+                pass
+            path = os.path.join(lock_dir, f"{uid}.lock")
+            with _LEASE_LOCK:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
+            if pids_of(uid):
+                kill_uid(uid)
+            return UidLease(uid, fd)
+        if time.monotonic() > deadline:
+            raise IsolationError(f"all {len(uids)} reserved uids ({uids.start}-{uids.stop - 1}) are in use")
+        time.sleep(0.1)
+
+
+def pids_of(uid: int) -> list[int]:
+    """Processes of ``uid`` that this process can see."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    out.append(int(name))
+            except OSError:
+                pass
+    return out
+
+
+def kill_uid(uid: int, wait_s: float = 10.0) -> bool:
+    """Kill every process of ``uid`` from here (a shell running as that uid signals them all).
+
+    Used when a worker server died before it could clean up after a submission.
+    Children of ours among them (orphans come back to us, a subreaper) are reaped.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            subprocess.run(["/bin/sh", "-c", "kill -9 -1 2>/dev/null; exit 0"], user=uid, group=uid,
+                           extra_groups=[], env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, cwd="/")
+        except (OSError, subprocess.SubprocessError):
+            pass
+        for pid in pids_of(uid):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        left = pids_of(uid)
+        if not left or time.monotonic() > deadline:
+            return not left
+        time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- what the uid must not reach
+
+
+_PROTECTED: set[str] = set()
+_PROTECT_LOCK = threading.Lock()
+
+
+def _exposed(path: str, uid: int) -> bool:
+    """True when ``uid`` can list, traverse or read ``path`` (asked of the kernel, ACLs included)."""
+    try:
+        test = 'if [ -d "$1" ]; then test -r "$1" || test -x "$1"; else test -r "$1"; fi'
+        r = subprocess.run(["/bin/sh", "-c", test, "sh", path], user=uid,
+                           group=uid, extra_groups=[], env={"PATH": "/usr/bin:/bin"}, cwd="/",
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=20)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise IsolationError(f"cannot check what uid {uid} may read ({err})") from err
+    return r.returncode == 0
+
+
+def _targets(path: str, keep: list[str]) -> list[str]:
+    """``path``, or, when a folder the worker needs lies inside it, its other entries (recursively)."""
+    inside = [k for k in keep if k == path or k.startswith(path.rstrip(os.sep) + os.sep)]
+    if not inside:
+        return [path]
+    if path in inside or not os.path.isdir(path):
+        return []
+    out = []
+    for name in sorted(os.listdir(path)):
+        out += _targets(os.path.join(path, name), keep)
+    return out
+
+
+def protect(paths: list[Path | str], uid: int) -> list[str]:
+    """Make ``paths`` unreachable for probe uids (root without bubblewrap); the paths changed.
+
+    Removes the 'other' permissions of each path (of the entries beside the
+    worker's interpreter where that lies inside it), then asks the kernel, as
+    ``uid``, whether it can still reach them: if it can (an ACL, a read-only
+    file system), grading stops rather than run student code beside the
+    solutions.
+    """
+    changed = []
+    keep = python_folders(plan().python)
+    with _PROTECT_LOCK:
+        for path in paths:
+            real = os.path.realpath(path)
+            if real in _PROTECTED or not os.path.exists(real):
+                continue
+            for target in _targets(real, keep):
+                try:
+                    mode = os.lstat(target).st_mode
+                    if mode & 0o007 and not os.path.islink(target):
+                        os.chmod(target, mode & ~0o007)
+                        changed.append(target)
+                except OSError:
+                    pass
+                if _exposed(target, uid):
+                    raise IsolationError(
+                        f"{target} stays readable by other users (an ACL or a read-only file system?); student "
+                        f"code running as uid {uid} could read it. Make it private, or install bubblewrap.")
+            _PROTECTED.add(real)
+    return changed
+
+
+# --------------------------------------------------------------------------- leaving nothing behind
+
+
+_CLEANUPS: list = []
+
+
+def on_exit(fn) -> None:
+    """Register ``fn()`` to run when the grader exits by :func:`run_then_clean_up` (worker pools do)."""
+    _CLEANUPS.append(fn)
+
+
+def clean_up() -> None:
+    """Stop every worker and helper and remove their folders (each registered clean-up, once)."""
+    while _CLEANUPS:
+        fn = _CLEANUPS.pop()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - one failed clean-up must not stop the others
+            pass
+
+
+def run_then_clean_up(main) -> int:
+    """Run ``main()`` and return its exit status; whatever ends it (an exception, Ctrl-C, SIGTERM
+    from ``timeout``), workers are stopped and temporary folders removed first.
+
+    Callers then leave with ``os._exit`` (skipping torch's slow teardown), which
+    would skip ``atexit``: hence this explicit clean-up.
+    """
+    def handler(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                signal.signal(sig, handler)
+    code = 1
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)   # a second Ctrl-C must not cut the clean-up short
+        clean_up()
+    return code

@@ -1,0 +1,440 @@
+"""Containment of one submission inside the worker server (standard library only).
+
+Each submission's code runs as a uid of its own, given by the grader from a
+reserved range, so that what it leaves behind can be found by owner and
+destroyed whatever it did:
+
+* processes at any depth (setsid, re-forking, ignoring signals): a helper
+  running as that uid calls ``kill(-1, SIGKILL)``; the kernel signals every
+  process of the uid at once, and a process with SIGKILL pending cannot fork;
+* System V IPC objects (found in ``/proc/sysvipc``), kernel keyring keys
+  (the uid's user keyrings are cleared), files it owns in the folders it could
+  write; POSIX message queues cannot be created at all (``RLIMIT_MSGQUEUE`` 0);
+* where the server may, each submission also gets a fresh IPC namespace.
+
+:class:`Watchdog` caps what all processes of a submission use together:
+private memory summed over them, and scratch disk (tmpfs usage in the
+sandbox, else the size of the files the uid owns).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shutil
+import signal
+import stat
+import time
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - Windows
+    _LIBC = None
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME = 15
+HELPER_NAME = b"dgm-as-uid"
+CLONE_NEWIPC = 0x08000000
+IPC_RMID = 0
+KEYCTL_CLEAR = 7
+KEY_SPEC_USER_KEYRING = -4
+KEY_SPEC_USER_SESSION_KEYRING = -5
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "arm64": 219}.get(platform.machine())
+SYSVIPC = (("shm", "shmid", "shmctl"), ("msg", "msqid", "msgctl"), ("sem", "semid", "semctl"))
+
+
+def become(uid: int) -> None:
+    """Switch this (forked, root) process to ``uid`` for good: no groups, no way back, no setuid gains."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def forbid_message_queues() -> None:
+    """POSIX message queues live in the kernel and outlive processes: allow none (``RLIMIT_MSGQUEUE`` 0)."""
+    if resource is not None and hasattr(resource, "RLIMIT_MSGQUEUE"):
+        try:
+            resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+        except (ValueError, OSError):
+            pass
+
+
+def new_ipc_namespace() -> bool:
+    """Move this process (and its future children) to a fresh IPC namespace; False where not allowed.
+
+    The previous namespace, with every object the last submission made in it,
+    disappears once the last process in it is gone.
+    """
+    if _LIBC is None or not hasattr(_LIBC, "unshare"):
+        return False
+    return _LIBC.unshare(CLONE_NEWIPC) == 0
+
+
+def pids_of(uid: int) -> list[int]:
+    """Processes (zombies included) whose effective uid is ``uid``, as this process's /proc shows them."""
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    out.append(int(name))
+            except OSError:
+                pass
+    return out
+
+
+def reap() -> None:
+    """Collect every child of ours that has ended (orphans come back to us: we are a subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _as_uid(uid: int, body) -> None:
+    """Run ``body()`` in a forked child that became ``uid``; wait for it."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            become(uid)
+            body()
+        finally:
+            os._exit(0)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
+def _kill_all_of_uid() -> None:
+    """In a process running as the uid: SIGKILL to every process it may signal.
+
+    One call is enough: the kernel signals them all while holding the task list,
+    and a process with SIGKILL pending cannot fork any more. (Its return value
+    says nothing: it is 0 whenever any other process exists.)
+    """
+    for _ in range(2):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            return
+
+
+def _clear_keyrings() -> None:
+    """In a process running as the uid: empty its user keyrings (keys are not namespaced: they outlive
+    every process and would reach the next submission given this uid)."""
+    if _LIBC is None or SYS_KEYCTL is None:
+        return
+    for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+        _LIBC.syscall(SYS_KEYCTL, KEYCTL_CLEAR, ctypes.c_long(ring))
+
+
+_OPS = {"kill": _kill_all_of_uid, "keys": _clear_keyrings}
+
+
+class AsUid:
+    """A small root helper that runs :data:`_OPS` as a given uid, on request.
+
+    Forked before the server imports torch: forking a process that holds torch
+    costs tens of milliseconds, forking this one about one. Without it (not
+    started, or gone) the work is done by forking the caller.
+    """
+
+    def __init__(self) -> None:
+        self.pid = 0
+        if not hasattr(os, "fork"):
+            return
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if _LIBC is not None:
+                    _LIBC.prctl(PR_SET_NAME, HELPER_NAME, 0, 0, 0)   # told apart from probes by its name
+                os.closerange(3, req_r)
+                os.closerange(req_r + 1, resp_w)
+                os.closerange(resp_w + 1, 1 << 16)
+                self._serve(req_r, resp_w)
+            finally:
+                os._exit(0)
+        os.close(req_r)
+        os.close(resp_w)
+        self.pid, self._req, self._resp = pid, req_w, os.fdopen(resp_r, "rb")
+
+    @staticmethod
+    def _serve(req: int, resp: int) -> None:
+        with os.fdopen(req, "rb") as requests:
+            for line in requests:
+                op, _, uid = line.decode().partition(" ")
+                if op in _OPS and uid.strip().isdigit() and int(uid) >= 1000:   # never root or a system user
+                    _as_uid(int(uid), _OPS[op])
+                os.write(resp, b"ok\n")
+
+    def run(self, op: str, uid: int) -> None:
+        """Run ``op`` ("kill" or "keys") as ``uid`` and wait until it is done."""
+        if self.pid:
+            try:
+                os.write(self._req, f"{op} {uid}\n".encode())
+                if self._resp.readline() == b"ok\n":
+                    return
+            except OSError:
+                pass
+            self.pid = 0
+        _as_uid(uid, _OPS[op])
+
+
+_HELPER: list[AsUid] = []
+
+
+def start_helper() -> None:
+    """Start the :class:`AsUid` helper (call before importing anything large)."""
+    if not _HELPER:
+        _HELPER.append(AsUid())
+
+
+def helper_pids() -> set[int]:
+    """The pid of our helper (a child of the server that must not be swept with the probes' processes)."""
+    return {h.pid for h in _HELPER if h.pid}
+
+
+def _as(op: str, uid: int) -> None:
+    if _HELPER:
+        _HELPER[0].run(op, uid)
+    else:
+        _as_uid(uid, _OPS[op])
+
+
+def _alive(pid: int) -> bool:
+    """True unless ``pid`` is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_uid(uid: int, wait_s: float = 10.0) -> bool:
+    """Kill every process of ``uid`` and reap what comes back to us; True when none is left."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if any(_alive(p) for p in pids_of(uid)):
+            _as("kill", uid)
+        reap()
+        left = pids_of(uid)
+        if not left or time.monotonic() > deadline:
+            return not left
+        time.sleep(0.002)   # dying processes (or zombies of a dying parent) take a moment
+
+
+def remove_ipc(uid: int) -> int:
+    """Remove the System V shared memory, queues and semaphores that ``uid`` owns or created; the count."""
+    removed = 0
+    if _LIBC is None:
+        return removed
+    for kind, id_col, ctl in SYSVIPC:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        if not lines:
+            continue
+        header = lines[0].split()
+        for line in lines[1:]:
+            row = dict(zip(header, line.split()))
+            try:
+                if uid in (int(row["uid"]), int(row["cuid"])):
+                    ident = int(row[id_col])
+                    rc = (_LIBC.semctl(ident, 0, IPC_RMID) if ctl == "semctl"
+                          else getattr(_LIBC, ctl)(ident, IPC_RMID, None))
+                    removed += rc == 0
+            except (KeyError, ValueError):
+                continue
+    return removed
+
+
+def remove_files(uid: int, roots: list[str], limit: int = 200_000) -> None:
+    """Delete every file and folder that ``uid`` owns under ``roots``.
+
+    The uid can only create entries in folders it owns or that are world-writable,
+    so only those are searched; a folder it owns is removed whole. Links are
+    never followed.
+    """
+    seen = 0
+    stack = [r for r in roots if os.path.isdir(r) and not os.path.islink(r)]
+    while stack and seen < limit:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_uid == uid:
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(entry.path)
+                    except OSError:
+                        pass
+            elif stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IWOTH:
+                stack.append(entry.path)
+
+
+def purge(uid: int, file_roots: list[str]) -> bool:
+    """Destroy everything of ``uid``: processes, keys, IPC objects, files. True when nothing is left."""
+    clean = kill_uid(uid)
+    _as("keys", uid)
+    reap()
+    remove_ipc(uid)
+    remove_files(uid, file_roots)
+    return clean and not pids_of(uid)
+
+
+# --------------------------------------------------------------------------- the watchdog
+
+
+def private_kb(pid: int) -> int:
+    """Memory that process ``pid`` alone holds (private pages and swap), in KiB; 0 when it is gone.
+
+    Pages a forked child still shares with the worker server (torch, already
+    loaded) are not counted: they cost nothing more.
+    """
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:", "Swap:")):
+                    total += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return total
+
+
+def descendants(root: int) -> list[int]:
+    """``root``'s children, their children, and so on (orphans come back to a subreaper)."""
+    out, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    kids = [int(p) for p in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            frontier += kids
+    return out
+
+
+def _du_kb(uid: int | None, roots: list[str], limit: int = 100_000) -> int:
+    """KiB in files under ``roots`` (only those of ``uid`` when given); stops counting at ``limit`` entries."""
+    total, seen = 0, 0
+    stack = [r for r in roots if os.path.isdir(r)]
+    while stack and seen < limit:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if uid is None or st.st_uid == uid or st.st_mode & stat.S_IWOTH:
+                    stack.append(entry.path)
+            elif uid is None or st.st_uid == uid:
+                total += st.st_blocks // 2
+    return total
+
+
+def tmpfs_used_kb(mounts: list[str]) -> int:
+    """KiB used on the given (private, size-limited) tmpfs mounts."""
+    total = 0
+    for m in mounts:
+        try:
+            st = os.statvfs(m)
+            total += (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
+        except OSError:
+            pass
+    return total
+
+
+class Watchdog:
+    """Caps on everything one submission's processes hold together, checked every few tens of ms.
+
+    Args:
+        server: our own pid (without a uid, the submission's processes are our descendants)
+        uid: the submission's uid, or None when the server cannot switch users
+        memory_mb: cap on the private memory of all its processes together
+        disk_mb: cap on its scratch files (tmpfs usage in the sandbox, else files it owns)
+        tmpfs: the sandbox's private tmpfs mounts ([] without the sandbox)
+        file_roots: folders searched for its files when there is no tmpfs to ask
+    """
+
+    def __init__(self, server: int, uid: int | None, memory_mb: int, disk_mb: int,
+                 tmpfs: list[str], file_roots: list[str]) -> None:
+        self.server, self.uid = server, uid
+        self.memory_kb, self.disk_kb = memory_mb << 10, disk_mb << 10
+        self.memory_mb, self.disk_mb = memory_mb, disk_mb
+        self.tmpfs, self.file_roots = tmpfs, file_roots
+        self.next_memory = self.next_disk = 0.0
+
+    def pids(self) -> list[int]:
+        """Every process of the submission now."""
+        if self.uid is not None:
+            return pids_of(self.uid)
+        return descendants(self.server)
+
+    def memory_kb_used(self) -> int:
+        return sum(private_kb(p) for p in self.pids())
+
+    def disk_kb_used(self) -> int:
+        if self.tmpfs:
+            return tmpfs_used_kb(self.tmpfs)
+        return _du_kb(self.uid, self.file_roots)
+
+    def breach(self) -> str | None:
+        """None, or which cap the submission went over (a sentence for the student)."""
+        now = time.monotonic()
+        if now >= self.next_memory:
+            self.next_memory = now + 0.03
+            if self.memory_kb_used() > self.memory_kb:
+                return (f"the submission's processes together used more than {self.memory_mb} MB of "
+                        "memory (the memory cap of a submission)")
+        if now >= self.next_disk:
+            self.next_disk = now + (0.1 if self.tmpfs else 0.5)
+            if self.disk_kb_used() > self.disk_kb:
+                return (f"the submission wrote more than {self.disk_mb} MB of files "
+                        "(the scratch disk cap of a submission)")
+        return None
