@@ -14,6 +14,7 @@ Errors name the file and line, so students can fix typos before the deadline.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -169,6 +170,7 @@ def untrusted_items(text: str, where: str) -> dict[str, list]:
         raise AnswersError(f"{where}: a value cannot be read ({str(err)[:120]})") from err
 
 
+@functools.lru_cache(maxsize=32)
 def load_template(text: str, where: str) -> dict[str, Item]:
     """The questions of a template or key file (a mapping of ids to question records)."""
     items = {}
@@ -183,6 +185,7 @@ def load_template(text: str, where: str) -> dict[str, Item]:
     return items
 
 
+@functools.lru_cache(maxsize=32)
 def load_key(text: str, where: str) -> dict[str, Any]:
     """item id -> the right answer (the ``answer`` of each record)."""
     return {ident: rec.get("answer") for ident, (rec, _) in _items(text, where).items() if isinstance(rec, dict)}

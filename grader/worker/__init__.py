@@ -3,10 +3,17 @@
 This package is mounted alone into the sandbox, so it imports nothing from the
 rest of ``grader`` (only the standard library, numpy and torch) and uses
 relative imports. The parent process never imports student code.
+
+Importing the package itself is cheap (no torch): the worker server forks its
+small helper first (see ``contain``), then loads the probes with
+:func:`probe_kinds`.
 """
 
-from .gan import PROBES as _GAN_PROBES
-from .gan1d import PROBES as _GAN1D_PROBES
-from .vae import PROBES as _VAE_PROBES
 
-PROBE_KINDS: dict = {**_GAN_PROBES, **_GAN1D_PROBES, **_VAE_PROBES}
+def probe_kinds() -> dict:
+    """Every probe kind, by name (imports torch and the probe modules on first use)."""
+    from .gan import PROBES as gan
+    from .gan1d import PROBES as gan1d
+    from .vae import PROBES as vae
+
+    return {**gan, **gan1d, **vae}

@@ -177,7 +177,7 @@ def _run_child(probe: dict, req: dict) -> bytes:
     """Body of a probe child: import the student module, run the probe, return npz bytes."""
     import numpy as np
 
-    from . import PROBE_KINDS
+    from . import probe_kinds
 
     module_root = req["module_root"]
     sys.path.insert(0, module_root)
@@ -187,7 +187,7 @@ def _run_child(probe: dict, req: dict) -> bytes:
     function = probe["args"].get("function")
     if function and not callable(getattr(module, function, None)):
         raise LookupError(f"{req.get('display') or rel} defines no function named {function!r}")
-    arrays = PROBE_KINDS[probe["kind"]](module, probe["args"])
+    arrays = probe_kinds()[probe["kind"]](module, probe["args"])
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
     return buf.getvalue()
@@ -559,7 +559,9 @@ def main(config_json: str) -> None:
     import numpy  # noqa: F401  (imported once, shared by every forked child)
     import torch
 
-    from . import PROBE_KINDS  # noqa: F401  (probes run as a uid that may not read this package)
+    from . import probe_kinds
+
+    probe_kinds()   # imported now, as root: probes run as a uid that may not read this package
 
     torch.set_num_threads(1)
     os.environ.setdefault("MPLBACKEND", "Agg")
