@@ -571,9 +571,8 @@ def test_without_any_barrier_every_report_says_so(gan_bundle, tmp_path):
 
 def test_the_plan_names_the_missing_barrier_for_an_ordinary_user(monkeypatch):
     """Not root: no uid to switch to, so no server grades two submissions; without bubblewrap, no barrier."""
-    from grader import isolation
-
     from conftest import reset_isolation
+    from grader import isolation
 
     monkeypatch.setattr(isolation, "is_root", lambda: False)
     try:
