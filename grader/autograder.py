@@ -139,7 +139,7 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
     """Write the Gradescope autograder zip for ``assignment`` to ``out``; return its members."""
     from .config import load_assignment
 
-    load_assignment(assignment, repo_root / "assignments")   # a clear error for an unknown name
+    a = load_assignment(assignment, repo_root / "assignments")   # a clear error for an unknown name
     from .release import project_dependencies
 
     versions = pins(project_dependencies(repo_root))
@@ -155,7 +155,7 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
         "README.md": repo_root / "README.md",
         "SECURITY.md": SECURITY_MD.format(uid_range=os.environ.get("DGM_UID_RANGE", DEFAULT_UID_RANGE)).encode(),
     }
-    folders = ["grader", "solutions", "starter", f"assignments/{assignment}"]
+    folders = ["grader", "solutions", "starter", *(f"assignments/{n}" for n in (assignment, *a.uses))]
     for folder in folders:
         for path in sorted((repo_root / folder).rglob("*")):
             rel = path.relative_to(repo_root)

@@ -20,7 +20,7 @@ from typing import TextIO
 from . import __version__, report
 from .config import Assignment
 from .grade import GradeResult, all_failed, grade
-from .paths import ASSIGNMENTS_DIR, PACKAGE_DIR, SOLUTIONS_DIR
+from .paths import PACKAGE_DIR
 from .submission import tree_sha256
 
 CACHE_FILE = ".grade-cache.json"
@@ -32,9 +32,12 @@ def input_hash(path: Path) -> str:
 
 
 def grader_fingerprint(assignment: Assignment, public_only: bool = False) -> str:
-    """What a result depends on besides the upload: grader code, assignment settings, keys, solutions."""
+    """What a result depends on besides the upload: grader code, the assignment's folder (and those
+    it uses), its settings, keys and solutions."""
+    root = Path(assignment.folder).parent
+    folders = [root / name for name in (assignment.name, *assignment.uses)]
     parts = [__version__, repr(assignment), str(public_only), tree_sha256(PACKAGE_DIR),
-             tree_sha256(ASSIGNMENTS_DIR / assignment.name, skip=("examples",)), tree_sha256(SOLUTIONS_DIR)]
+             *(tree_sha256(f, skip=("examples",)) for f in folders), tree_sha256(root.parent / "solutions")]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

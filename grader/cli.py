@@ -25,15 +25,16 @@ class UsageError(Exception):
 
 
 def _assignment(name: str | None, path: Path | None = None) -> Assignment:
-    """The named assignment, or the one whose student file is in ``path``."""
+    """The named assignment, or the one whose student file is in (or is) ``path``."""
     if name:
         return load_assignment(name)
-    for candidate in available():
-        a = load_assignment(candidate)
-        if path is not None and path.is_dir() and (path / a.module).is_file():
-            return a
-    raise UsageError(f"cannot tell which assignment {path} is; pass --assignment "
-                     f"({', '.join(available())})")
+    from .assignment import guess
+
+    found = guess(path) if path is not None else []
+    if found:
+        return found[0]
+    raise UsageError(f"cannot tell which assignment {path} is for: no assignment's student file is there; "
+                     f"run it in your assignment folder, or pass --assignment ({', '.join(available())})")
 
 
 def _is_output_folder(folder: Path, out: Path | None) -> bool:
@@ -196,6 +197,22 @@ def run_autograder(*, assignment: str, out: Path) -> int:
     return 0
 
 
+def run_new(*, name: str, title: str = "") -> int:
+    """Scaffold ``assignments/<name>/`` (and its solution and starter), then say what to do next."""
+    from .paths import IS_BUNDLE, REPO_ROOT
+    from .scaffold import create
+
+    if IS_BUNDLE:
+        raise UsageError("this is a student bundle: assignments are made in the course repository")
+    files = create(name, REPO_ROOT, title)
+    print(f"Wrote {len(files)} files for the assignment {name}:")
+    for f in files:
+        print(f"  {f}")
+    print(f"Try it: grader grade --assignment {name} --out out/{name} assignments/{name}/examples/\n"
+          "Then edit them (docs/authoring.md), and run python -m grader.starter after changing solutions/.")
+    return 0
+
+
 def entry() -> None:
     """Console-script entry: run main, then exit without torch's slow interpreter teardown.
 
@@ -240,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assignment", required=True, help=f"one of {', '.join(available())}")
     p.add_argument("--out", default=Path("autograder.zip"), type=Path, help="zip to write (default autograder.zip)")
 
+    p = sub.add_parser("new", help="create a new assignment folder that grades its own examples")
+    p.add_argument("name", help="the assignment's name: a lowercase identifier, e.g. flows")
+    p.add_argument("--title", default="", help="one line shown in reports")
+
     p = sub.add_parser("demo", help="grade the bundled example submissions (no network)")
     p.add_argument("--out", default=None, type=Path, help="output folder (default: a temporary folder)")
 
@@ -268,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_release(out=args.out, assignments=args.assignment)
         elif args.command == "autograder":
             return run_autograder(assignment=args.assignment, out=args.out)
+        elif args.command == "new":
+            return run_new(name=args.name, title=args.title)
         else:
             results = run_demo(out=args.out)
     except (UsageError, ConfigError) as err:

@@ -1,10 +1,17 @@
-"""Grade one submission: load it, run its probes in the sandbox, run the checks, collect results.
+"""Grade one submission, as a pipeline of named stages.
+
+    load       normalise the upload (a bounded helper reads it) into a private folder
+    extract    a notebook becomes an importable module (parsed within bounds)
+    probe      the assignment's probes run on the student's code in the sandbox
+    validate   each probe's arrays are checked against the schema it declares
+    check      the assignment's checks judge them; results carry message and hint as fields
 
 Student mistakes become failed tests with messages; only a fault in the grader
 itself (a check that raised) is flagged as ``grader_error``.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -12,19 +19,17 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import bounded, checks, reference
+from . import bounded, reference
+from .assignment import SANDBOX_MODULES, available, load, package
+from .checks import CheckContext, CheckResult, Outputs
 from .config import Assignment, Part
 from .notebook import Extracted, NotebookError
 from .paths import REPO_ROOT
-from .sandbox import Limits, ProbeOutcome, run_probes
+from .probing import validate
+from .sandbox import Limits, ProbeCode, ProbeOutcome, run_probes
 from .submission import Submission, SubmissionError, load_submission, submission_name
 
-FAILED_PROBE = {
-    "error": "{msg}",
-    "timeout": "{msg}",
-    "crashed": "{msg}",
-    "missing": "no result: {msg}",
-}
+NO_FUNCTION = re.compile(r"defines no function named '(\w+)'")
 
 
 @dataclass
@@ -37,8 +42,9 @@ class TestResult:
     score: float
     max_score: float
     passed: bool
-    output: str
+    output: str                  # what was expected and what came back
     visibility: str
+    hint: str = ""               # the likely mistake, or what to do
     manual: bool = False
     manual_points: float = 0.0   # points a person grades (manual items only)
 
@@ -80,18 +86,30 @@ def probe_args(assignment: Assignment, part: Part) -> dict:
     return {"function": part.function, "seed": assignment.seed, **(part.args or {})}
 
 
-PARENT_PROBES = ("answers",)   # parts graded from data alone, in the parent: no student code runs
+def probe_code(assignment: Assignment) -> ProbeCode:
+    """The trusted code the sandbox needs: every assignment's fixtures and probes, as one package."""
+    root = Path(assignment.folder).parent
+    files = [f"{name}/{m}.py" for name in available(root) for m in SANDBOX_MODULES
+             if (root / name / f"{m}.py").is_file()]
+    return ProbeCode(package=package(root), root=root, files=tuple(files))
 
 
 def _probes(assignment: Assignment) -> list[dict]:
-    return [{"id": part.key, "kind": part.probe, "args": probe_args(assignment, part)}
-            for part in assignment.parts if part.probe not in PARENT_PROBES]
+    out = []
+    for part in assignment.parts:
+        if part.probe in ("answers",):
+            continue
+        owner, kind = part.probe.split(".", 1)
+        out.append({"id": part.key, "module": f"{owner}.probes", "kind": kind,
+                    "args": probe_args(assignment, part)})
+    return out
 
 
-def _notebook_module(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, str], list[str]]:
+# --------------------------------------------------------------------------- stages
+
+
+def _extract(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, str], list[str]]:
     """Write the module extracted from the student's notebook; (its path, notes per function, problems).
-
-    The notebook is parsed in a bounded helper process (:mod:`grader.bounded`).
 
     Raises:
         NotebookError: the file is not a readable notebook, or too large to read.
@@ -110,26 +128,22 @@ def _notebook_module(files_dir: Path, assignment: Assignment) -> tuple[str, dict
 
 def _fill_support(files_dir: Path, assignment: Assignment) -> None:
     """Add starter files the submission lacks (never the required files themselves)."""
-    if not assignment.support_dir:
-        return
-    support = REPO_ROOT / assignment.support_dir
-    if not support.is_dir():
-        return
-    for f in support.rglob("*"):
-        rel = f.relative_to(support)
-        if f.is_file() and rel.as_posix() not in assignment.required_files and rel.suffix == ".py":
-            dest = files_dir / rel
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f, dest)
+    repo = Path(assignment.folder).parent.parent
+    support = repo / assignment.starter
+    sources = {f.relative_to(support).as_posix(): f for f in support.rglob("*.py")} if support.is_dir() else {}
+    sources.update({dest: repo / "starter" / str(src) for dest, src in (assignment.include or {}).items()})
+    for rel, src in sources.items():
+        dest = files_dir / rel
+        if rel not in assignment.required_files and rel.endswith(".py") and src.is_file() and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
 
 
-def _prepare_checks(assignment: Assignment, public_only: bool) -> None:
-    """Import the checks, and load the reference while the worker runs (a notebook takes seconds)."""
-    checks.load_plugins()
+def _warm_reference(assignment: Assignment, public_only: bool) -> None:
+    """Load the reference while the worker runs (a notebook takes seconds)."""
     if not public_only:
         try:
-            reference.load(assignment.module)
+            reference.load_module(assignment)
         except Exception:  # noqa: BLE001 - absent in a student bundle; a check will say so if it needs it
             pass
 
@@ -153,38 +167,36 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
     start = time.monotonic()
     limits = limits or Limits(timeout_s=assignment.probe_timeout_s)
     sub: Submission | None = None
-    try:
-        sub = load_submission(path, assignment.required_files, assignment.optional_files)
+
+    def invalid(message: str, sha: str = "", shown: str | None = None) -> GradeResult:
+        tests = all_failed(assignment, message, public_only)
+        return GradeResult(assignment.name, name or shown or submission_name(path), sha, tests, "invalid",
+                           time.monotonic() - start, problems=[message])
+
+    try:                                                                       # load
+        sub = load_submission(path, assignment.required_files, assignment.submitted_globs)
     except SubmissionError as err:
-        tests = all_failed(assignment, f"the submission could not be read: {err}", public_only)
-        return GradeResult(assignment.name, name or submission_name(path), "", tests, "invalid",
-                           time.monotonic() - start, problems=[str(err)])
+        return invalid(f"the submission could not be read: {err}")
     try:
         if sub.problems:
-            msg = "; ".join(sub.problems)
-            tests = all_failed(assignment, msg, public_only)
-            return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, "invalid",
-                               time.monotonic() - start, problems=sub.problems)
+            return invalid("; ".join(sub.problems), sub.sha256, sub.name)
         _fill_support(sub.files_dir, assignment)
         module, notes, nb_problems = assignment.module, {}, []
-        if assignment.module.endswith(".ipynb"):
+        if assignment.notebook:                                                # extract
             try:
-                module, notes, nb_problems = _notebook_module(sub.files_dir, assignment)
+                module, notes, nb_problems = _extract(sub.files_dir, assignment)
             except NotebookError as err:
-                msg = f"{assignment.module}: {err}"
-                return GradeResult(assignment.name, name or sub.name, sub.sha256,
-                                   all_failed(assignment, msg, public_only), "invalid",
-                                   time.monotonic() - start, problems=[msg])
-        # import the checks (and torch) while the worker imports its own copy: two cores, half the wait
-        loader = threading.Thread(target=_prepare_checks, args=(assignment, public_only), daemon=True)
-        loader.start()
-        run = run_probes(sub.files_dir, module, _probes(assignment), REPO_ROOT, limits,
-                         display=assignment.module, hidden=(Path(path), *hidden))
+                return invalid(f"{assignment.module}: {err}", sub.sha256, sub.name)
+        warm = threading.Thread(target=_warm_reference, args=(assignment, public_only), daemon=True)
+        warm.start()
+        run = run_probes(sub.files_dir, module, _probes(assignment), REPO_ROOT, limits,   # probe
+                         display=assignment.module, hidden=(Path(path), *hidden), code=probe_code(assignment))
         for part in assignment.parts:
-            if part.probe in PARENT_PROBES:
+            if part.probe == "answers":
                 run.outcomes[part.key] = ProbeOutcome(part.key, "ok")
-        loader.join()
-        tests, errors = _run_checks(assignment, run.outcomes, public_only, sub.files_dir)
+        _explain_missing_functions(assignment, run.outcomes, sub.files_dir / module)
+        warm.join()
+        tests, errors = run_checks(assignment, run.outcomes, public_only, sub.files_dir)  # validate, check
         for t in tests:
             if t.tags and t.tags[0] in notes:
                 t.output = f"{t.output}\n({notes[t.tags[0]]})".strip()
@@ -196,16 +208,50 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
             sub.cleanup()
 
 
+def _explain_missing_functions(assignment: Assignment, outcomes: dict[str, ProbeOutcome], source: Path) -> None:
+    """When graded functions are missing, say which other assignment the file's functions fit.
+
+    Two versions of a course may name the same homework's functions differently
+    (one function per loss, or one returning both): the student then learns
+    where to submit, not just that a name is missing.
+    """
+    missing = {o.probe for o in outcomes.values() if o.status == "error" and NO_FUNCTION.search(o.message)}
+    if not missing:
+        return
+    try:
+        with open(source, encoding="utf-8", errors="replace") as f:
+            text = f.read(2 << 20)
+    except OSError:
+        return
+    defined = set(re.findall(r"^def\s+(\w+)\s*\(", text, re.M))
+    root = Path(assignment.folder).parent
+    for other in available(root):
+        if other == assignment.name:
+            continue
+        try:
+            theirs = load(other, root)
+        except Exception:  # noqa: BLE001 - a broken neighbour must not cost this student anything
+            continue
+        if theirs.module != assignment.module:
+            continue
+        fits = [f for f in theirs.graded_functions if f in defined]
+        if fits and len(fits) >= len(theirs.graded_functions) / 2:
+            note = (f"{assignment.module} defines {', '.join(fits)}: the functions of the {other} assignment "
+                    f"({theirs.title}), not those of {assignment.name}. Submit it to {other} "
+                    f"(grader check --assignment {other}), or write the functions this assignment asks for.")
+            for o in outcomes.values():
+                if o.probe in missing:
+                    o.message = f"{o.message}\n{note}"
+            return
+
+
 def _selected(assignment: Assignment, public_only: bool):
-    """(number, part, test, check function) for every test that runs in this mode."""
+    """(number, part, test, check spec or None) for every test that runs in this mode."""
     for part in assignment.parts:
         for j, test in enumerate(part.tests, 1):
             if public_only and not test.public:
                 continue
-            fn = checks.get(test.check)
-            if fn is None and public_only:
-                continue
-            yield f"{part.name}.{j}", part, test, fn
+            yield f"{part.name}.{j}", part, test, assignment.checks.get(test.check)
 
 
 def all_failed(assignment: Assignment, message: str, public_only: bool) -> list[TestResult]:
@@ -219,49 +265,68 @@ def all_failed(assignment: Assignment, message: str, public_only: bool) -> list[
 def _manual(assignment: Assignment) -> list[TestResult]:
     return [TestResult(f"{m.name} (graded by course staff)", m.name.split()[0] if m.name[:1].isdigit() else f"M{i}",
                        ["manual"], 0.0, 0.0, True,
-                       f"Graded by hand: {m.points:g} {'bonus ' if m.bonus else ''}points. {m.description}".strip(), "visible",
-                       manual=True, manual_points=m.points)
+                       f"Graded by hand: {m.points:g} {'bonus ' if m.bonus else ''}points. {m.description}".strip(),
+                       "visible", manual=True, manual_points=m.points)
             for i, m in enumerate(assignment.manual, 1)]
 
 
-def _run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome], public_only: bool,
-                files_dir: Path | None = None) -> tuple[list[TestResult], list[str]]:
+def _failed_probe(outcome: ProbeOutcome) -> str:
+    msg = outcome.message if outcome.status != "missing" else f"no result: {outcome.message}"
+    if outcome.log_tail.strip():
+        msg += "\n\nLast output of your code:\n" + outcome.log_tail.strip()[-800:]
+    return msg
+
+
+def run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome], public_only: bool,
+               files_dir: Path | None = None) -> tuple[list[TestResult], list[str]]:
+    """The validate and check stages: one TestResult per test, and tracebacks of grader faults."""
     tests, errors = [], []
-    contexts: dict[str, checks.CheckContext] = {}
+    contexts: dict[str, CheckContext] = {}
     invalid: dict[str, str | None] = {}
-    for num, part, test, fn in _selected(assignment, public_only):
+    for num, part, test, spec in _selected(assignment, public_only):
         outcome = outcomes[part.key]
         title = f"{part.function}: {test.name}"
+        result = _row(title, num, part, test)
+
         if outcome.status != "ok":
-            msg = FAILED_PROBE[outcome.status].format(msg=outcome.message)
-            if outcome.log_tail.strip():
-                msg += "\n\nLast output of your code:\n" + outcome.log_tail.strip()[-800:]
-            tests.append(TestResult(title, num, [part.function], 0.0, test.points, False, msg, test.visibility))
+            tests.append(result(CheckResult(False, _failed_probe(outcome))))
             continue
-        if fn is None:
-            errors.append(f"check {test.check!r} is not registered")
-            tests.append(TestResult(title, num, [part.function], 0.0, test.points, False,
-                                    "Autograder error: this check is not available; course staff have been told.",
-                                    test.visibility))
+        if spec is None:
+            errors.append(f"check {test.check!r} is not available")
+            tests.append(result(CheckResult(False, "Autograder error: this check is not available; "
+                                                   "course staff have been told.")))
             continue
         args = probe_args(assignment, part)
         if part.key not in invalid:
-            try:
-                invalid[part.key] = checks.validate(part.probe, outcome.arrays, args)
-            except Exception as err:  # noqa: BLE001 - forged arrays (inf shapes, ...) are the student's
-                invalid[part.key] = f"{type(err).__name__} while reading them"
-        problem = invalid[part.key]
-        if problem:
-            tests.append(TestResult(title, num, [part.function], 0.0, test.points, False,
-                                    f"the code returned malformed results ({problem})", test.visibility))
+            invalid[part.key] = _validate(assignment, part, outcome, args)
+        if invalid[part.key]:
+            tests.append(result(CheckResult(False, f"the code returned malformed results ({invalid[part.key]})")))
             continue
-        ctx = contexts.setdefault(part.key, checks.CheckContext(assignment, part, outcome, args))
-        ctx.test_args, ctx.files_dir = dict(test.args or {}), files_dir
+        ctx = contexts.setdefault(part.key, CheckContext(assignment, part, {}, args, files_dir=files_dir))
+        ctx.outputs = Outputs(outcome.arrays, spec.reads, test.check)
+        ctx.test_args = dict(test.args or {})
         try:
-            res = fn(ctx)
+            res = spec.fn(ctx)
         except Exception:  # noqa: BLE001 - a grader fault must not cost the other tests
             errors.append(f"{title}:\n{traceback.format_exc()}")
-            res = checks.CheckResult(False, "Autograder error while checking this part; course staff have been told.")
-        tests.append(TestResult(title, num, [part.function], test.points if res.passed else 0.0,
-                                test.points, res.passed, res.message, test.visibility))
+            res = CheckResult(False, "Autograder error while checking this part; course staff have been told.")
+        tests.append(result(res))
     return tests + ([] if public_only else _manual(assignment)), errors
+
+
+def _row(title: str, num: str, part: Part, test):
+    """A function turning a CheckResult into this test's TestResult."""
+    def row(res: CheckResult) -> TestResult:
+        return TestResult(title, num, [part.function], test.points if res.passed else 0.0, test.points,
+                          res.passed, res.message, test.visibility, hint=res.hint)
+    return row
+
+
+def _validate(assignment: Assignment, part: Part, outcome: ProbeOutcome, args: dict) -> str | None:
+    """None when the probe's arrays fit its declared schema, else what is wrong."""
+    if part.probe == "answers":
+        return None if not outcome.arrays else "unexpected arrays"
+    try:
+        return validate(assignment.probes[part.probe].outputs, outcome.arrays, args)
+    except Exception as err:  # noqa: BLE001 - forged arrays (inf shapes, ...) are the student's
+        return f"{type(err).__name__} while reading them"

@@ -17,20 +17,18 @@ from types import ModuleType
 
 import torch
 
-from .paths import SOLUTIONS_DIR
-
 
 class ReferenceMissing(RuntimeError):
     """The reference solutions are not installed (a student bundle): hidden checks cannot run."""
 
 
 @functools.cache
-def load(relpath: str, root: Path = SOLUTIONS_DIR) -> ModuleType:
-    """Import ``solutions/<relpath>`` under a private module name."""
-    path = root / relpath
+def load_path(path: Path) -> ModuleType:
+    """Import the reference solution at ``path`` (a .py file or a notebook) under a private name."""
+    path = Path(path)
     if not path.is_file():
         raise ReferenceMissing(f"reference solution {path} is not available")
-    name = "dgm_reference_" + relpath.replace("/", "_").replace(".", "_")
+    name = "dgm_reference_" + "_".join(path.parts[-3:]).replace(".", "_").replace("-", "_")
     if path.suffix == ".ipynb":  # the same extraction as for students, then run it here (trusted)
         from .notebook import extract
 
@@ -44,6 +42,13 @@ def load(relpath: str, root: Path = SOLUTIONS_DIR) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_module(assignment) -> ModuleType:
+    """The reference solution of ``assignment``'s student module (hidden checks call it)."""
+    from .assignment import reference_path
+
+    return load_path(reference_path(assignment, Path(assignment.folder).parent))
 
 
 SAMPLERS = ("randn", "rand", "randn_like", "bernoulli")

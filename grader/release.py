@@ -5,7 +5,7 @@ The bundle holds the starter (what students edit), the assignment statements,
 public checks only. Before anything is written, every file of the bundle is
 scanned for secrets: solution code (the lines inside ``BEGIN/END SOLUTION``
 blocks of ``solutions/``), short-answer keys, files copied from ``solutions/``,
-and hidden checks (``grader/checks/*_hidden.py``, by name and by content).
+and hidden checks (``assignments/*/hidden.py``, by name and by content).
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from .config import available, load_assignment
 from .paths import REPO_ROOT
 from .starter import ANSWER_LINE, BEGIN, END
 
-HIDDEN_MODULE = re.compile(r"_hidden\.py$")
+HIDDEN_MODULE = re.compile(r"^hidden\.py$")
+PUBLIC_MODULES = ("assignment.yaml", "README.md", "fixtures.py", "probes.py", "checks.py")   # of an assignment
 MIN_SECRET_CHARS = 16     # shorter lines ("return x", "else:") are not distinctive enough to mean a leak
 
 
@@ -88,33 +89,33 @@ def secrets(repo_root: Path = REPO_ROOT) -> dict[str, Secret]:
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if ANSWER_LINE.match(line):
                     found.setdefault(line.strip(), Secret(line.strip(), f"{rel} line {n} (an answer key)"))
-    package = repo_root / "grader"
     hidden_ids = hidden_checks(repo_root)
-    for path in sorted(package.rglob("*.py")) if package.is_dir() else []:
-        if "__pycache__" in path.parts:
-            continue
-        text = path.read_text(encoding="utf-8")
-        lines = text.splitlines()
-        if HIDDEN_MODULE.search(path.name) or set(REGISTER.findall(text)) & set(hidden_ids):
-            rel = path.relative_to(repo_root).as_posix()
-            for n, line in enumerate(lines, 1):
+    public_code = [p for p in (repo_root / "grader").rglob("*.py")] if (repo_root / "grader").is_dir() else []
+    for folder in sorted((repo_root / "assignments").glob("*/")):
+        public_code += [folder / m for m in PUBLIC_MODULES if m.endswith(".py") and (folder / m).is_file()]
+        hidden = folder / "hidden.py"
+        if hidden.is_file():
+            rel = hidden.relative_to(repo_root).as_posix()
+            for n, line in enumerate(hidden.read_text(encoding="utf-8").splitlines(), 1):
                 if _distinctive(line) and not line.strip().startswith(("import ", "from ", '"""')):
                     found.setdefault(line.strip(), Secret(line.strip(), f"{rel} line {n} (a hidden check)"))
-        else:  # the rest of the grader ships to students: its lines are public
-            public.update(line.strip() for line in lines)
+    for path in public_code:   # what ships to students anyway: its lines are public
+        if "__pycache__" not in path.parts and not set(REGISTER.findall(path.read_text(encoding="utf-8"))) & {
+                i.split(".", 1)[1] for i in hidden_ids if i.startswith(path.parent.name + ".")}:
+            public.update(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
     public_text = "\n".join(public)
     return {k: v for k, v in found.items() if k not in public and k not in public_text}
 
 
-REGISTER = re.compile(r"""@register\(\s*["']([^"']+)["']""")
+REGISTER = re.compile(r"""@check\(\s*["']([^"']+)["']""")
 
 
 def hidden_checks(repo_root: Path = REPO_ROOT) -> dict[str, str]:
-    """Check id -> the hidden module (``grader/checks/*_hidden.py``) that registers it."""
+    """``<assignment>.<check>`` -> the hidden module (``assignments/<assignment>/hidden.py``) declaring it."""
     out: dict[str, str] = {}
-    for path in sorted((repo_root / "grader" / "checks").glob("*_hidden.py")):
-        for ident in REGISTER.findall(path.read_text(encoding="utf-8")):
-            out.setdefault(ident, path.relative_to(repo_root).as_posix())
+    for path in sorted((repo_root / "assignments").glob("*/hidden.py")):
+        for name in REGISTER.findall(path.read_text(encoding="utf-8")):
+            out.setdefault(f"{path.parent.name}.{name}", path.relative_to(repo_root).as_posix())
     return out
 
 
@@ -155,9 +156,11 @@ def scan(bundle: Path, repo_root: Path = REPO_ROOT) -> list[str]:
             problems.append(f"{rel}: a solution marker or an answer key line: {marker[:80]!r}")
             continue
         text = "\n".join(lines)
-        registered = [i for i in REGISTER.findall(text) if i in hidden_ids]
+        parts = path.relative_to(bundle).parts
+        owner = parts[3] if parts[:3] == ("grader", "data", "assignments") and len(parts) > 4 else None
+        registered = [f"{owner}.{i}" for i in REGISTER.findall(text) if f"{owner}.{i}" in hidden_ids]
         if registered:
-            problems.append(f"{rel}: registers {registered[0]!r}, a hidden check of {hidden_ids[registered[0]]}")
+            problems.append(f"{rel}: declares {registered[0]!r}, a hidden check of {hidden_ids[registered[0]]}")
             continue
         hit = next((secret for key, secret in table.items() if key in text), None)
         if hit is not None:
@@ -177,28 +180,33 @@ the reference solution when you submit.
 pip install .          # Python 3.10 or newer; installs torch, torchvision and the grader
 ```
 
-## Work
-
 The statements are in `statements/`; your files are in `starter/`.
-
-```
-cd starter
-grader check                                   # public checks of the gan assignment (codebase/gan.py)
-grader check --assignment gan1d gan_1d.ipynb   # the 1-D GAN notebook
-grader check --assignment vae vae_wake_sleep.ipynb
-```
-
-## Submit
-
-```
-./make_submission.sh          # gan   -> gan_submission.zip
-./make_submission.sh gan1d    # gan1d -> gan1d_submission.zip
-./make_submission.sh vae      # vae   -> vae_submission.zip
-```
-
+{sections}
 Upload the zip. Written answers (derivations, plots, discussion) are graded by
 course staff; one-line answers go in the `*_answers.yaml` files.
 """
+
+SECTION = """
+## {title}
+
+```
+cd {folder}
+grader check --assignment {name}{module_arg}      # the public checks, in seconds
+{training}./make_submission.sh {name}                        # writes {name}_submission.zip
+```
+"""
+
+
+def student_readme(assignments: list) -> str:
+    """The bundle's README: set-up, then for every assignment its folder and its commands."""
+    sections = []
+    for a in assignments:
+        folder = a.starter
+        training = "".join(f"{run.command}\n" for run in a.training)
+        sections.append(SECTION.format(title=a.title, folder=folder, name=a.name, training=training,
+                                       module_arg=f" {a.module}" if a.notebook else ""))
+    return STUDENT_README.format(title="Deep generative models: homework", sections="".join(sections))
+
 
 STUDENT_PYPROJECT = """[build-system]
 requires = ["setuptools>=64"]
@@ -221,7 +229,7 @@ include = ["grader*"]
 grader = ["data/**/*", "py.typed"]
 """
 
-INSTRUCTOR_ONLY = ("release.py", "autograder.py", "starter.py")   # need solutions/; useless to students
+INSTRUCTOR_ONLY = ("release.py", "autograder.py", "starter.py", "scaffold.py")   # need solutions/; useless to students
 
 
 def project_dependencies(repo_root: Path = REPO_ROOT) -> list[str]:
@@ -244,6 +252,20 @@ def _copy_package(repo_root: Path, dest: Path) -> None:
     shutil.copytree(repo_root / "grader", dest, ignore=ignore)
 
 
+def _with_used(names: list[str], root: Path) -> list[str]:
+    """``names`` and every assignment they use, in order."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in out:
+            for used in load_assignment(name, root).uses:
+                add(used)
+            out.append(name)
+    for name in names:
+        add(name)
+    return out
+
+
 def build(out: Path, repo_root: Path = REPO_ROOT, assignments: list[str] | None = None) -> list[str]:
     """Write the student bundle to ``out`` (which must not exist, or be empty); return its files.
 
@@ -251,25 +273,37 @@ def build(out: Path, repo_root: Path = REPO_ROOT, assignments: list[str] | None 
         LeakError: something secret would be included; nothing is written then.
         FileExistsError: ``out`` holds files already.
     """
-    names = assignments or available(repo_root / "assignments")
+    root = repo_root / "assignments"
+    names = assignments or available(root)
+    released = [load_assignment(n, root) for n in names]   # a clear error for an unknown or broken one
+    everything = [load_assignment(n, root) for n in _with_used(names, root)]
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder for the bundle")
+    others = {Path(a.starter) for n in available(root) if (a := load_assignment(n, root)).starter != "starter"}
+    others -= {Path(a.starter) for a in everything}
+    skip = {(repo_root / o).resolve() for o in others}
+
+    def ignore(folder: str, entries: list[str]) -> set[str]:
+        return {e for e in entries if e == "__pycache__" or (Path(folder) / e).resolve() in skip}
+
     stage = Path(tempfile.mkdtemp(prefix="dgm-release-"))
     try:
         starter = repo_root / "starter"
-        shutil.copytree(starter, stage / "starter", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(starter, stage / "starter", ignore=ignore)
         _copy_package(repo_root, stage / "grader")
         data = stage / "grader" / "data"
-        shutil.copytree(starter, data / "starter", ignore=shutil.ignore_patterns("__pycache__"))
-        for name in names:
-            load_assignment(name, repo_root / "assignments")   # a clear error for an unknown name
-            src = repo_root / "assignments" / name
-            (data / "assignments" / name).mkdir(parents=True)
-            shutil.copyfile(src / "assignment.yaml", data / "assignments" / name / "assignment.yaml")
-            if (src / "README.md").is_file():
+        shutil.copytree(starter, data / "starter", ignore=ignore)
+        for a in everything:
+            src, dest = root / a.name, data / "assignments" / a.name
+            dest.mkdir(parents=True)
+            for module in PUBLIC_MODULES:
+                if (src / module).is_file():
+                    shutil.copyfile(src / module, dest / module)
+        for a in released:
+            if (root / a.name / "README.md").is_file():
                 (stage / "statements").mkdir(exist_ok=True)
-                shutil.copyfile(src / "README.md", stage / "statements" / f"{name}.md")
-        (stage / "README.md").write_text(STUDENT_README.format(title="Deep generative models: homework"))
+                shutil.copyfile(root / a.name / "README.md", stage / "statements" / f"{a.name}.md")
+        (stage / "README.md").write_text(student_readme(released))
         (stage / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(
             version=__version__, dependencies=json.dumps(project_dependencies(repo_root))))
         problems = scan(stage, repo_root)

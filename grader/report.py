@@ -1,6 +1,6 @@
 """Reports: Gradescope results.json, feedback.md, grades.csv and the terminal table.
 
-Knows nothing about sandboxes or GANs: it formats GradeResult objects.
+Knows nothing about sandboxes or assignments: it formats GradeResult objects.
 """
 from __future__ import annotations
 
@@ -14,13 +14,21 @@ from . import __version__
 from .grade import GradeResult
 
 
+def test_output(t) -> str:
+    """A test's text for the student: what was expected and what came back, then the likely mistake."""
+    text = t.output.strip()
+    if t.hint:
+        text += ("\n" if text else "") + f"Likely mistake: {t.hint.rstrip('.')}."
+    return text
+
+
 def results_json(result: GradeResult) -> dict:
     """The whole Gradescope schema in one place."""
     tests = []
     for t in result.tests:
         tests.append({
             "name": t.name, "number": t.number, "score": round(t.score, 4), "max_score": t.max_score,
-            "status": "passed" if t.passed else "failed", "output": t.output,
+            "status": "passed" if t.passed else "failed", "output": test_output(t),
             "visibility": t.visibility, "tags": t.tags,
             **({"extra_data": {"manual_points": t.manual_points}} if t.manual else {}),
         })
@@ -71,7 +79,7 @@ def feedback_md(result: GradeResult) -> str:
     out.append("")
     for t in result.tests:
         if not t.passed and not t.manual:
-            out += [f"## {t.number} {t.name}", "", "```", t.output.strip(), "```", ""]
+            out += [f"## {t.number} {t.name}", "", "```", test_output(t), "```", ""]
     return "\n".join(out)
 
 
@@ -121,24 +129,23 @@ def table(results: list[GradeResult], details: bool = False) -> str:
     width = max([len(r.submission) for r in results] + [10])
     lines = [f"{'submission':<{width}}  {'score':>11}  {'status':<8}  failed tests"]
     for r in results:
-        failed = [t.name.split(": ")[0] for t in r.tests if not t.passed and not t.manual]
+        failed = [t.tags[0] for t in r.tests if not t.passed and not t.manual and t.tags]
         failed = list(dict.fromkeys(failed))
         lines.append(f"{r.submission:<{width}}  {r.score:>5g} / {r.max_score:<3g}  {r.status:<8}  "
                      + (", ".join(failed) if failed else "-"))
         if details:
             for fn in failed:
-                outputs = [t.output for t in r.tests if t.name.startswith(fn + ":") and not t.passed]
-                lines.append(f"{'':<{width}}    {fn}: {_gist(outputs)}")
+                lines.append(f"{'':<{width}}    {fn}: {_gist([t for t in r.tests if t.tags[:1] == [fn] and not t.passed])}")
     return "\n".join(lines)
 
 
-def _gist(outputs: list[str]) -> str:
-    """The most telling line of a function's failure messages, shortened for a table."""
-    text = "\n".join(outputs)
-    for line in text.splitlines():
-        if line.startswith("Likely mistake: "):
-            return line.removeprefix("Likely mistake: ")[:110]
-    first = text.strip().splitlines()[0] if text.strip() else "failed"
+def _gist(tests: list) -> str:
+    """The most telling words about a function's failed tests, shortened for a table: the likely
+    mistake when a check named one, else the first line of the first message."""
+    for t in tests:
+        if t.hint:
+            return t.hint[:110]
+    first = next((t.output.strip().splitlines()[0] for t in tests if t.output.strip()), "failed")
     return first[:110]
 
 

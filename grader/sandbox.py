@@ -1,6 +1,6 @@
 """Run probes on student code in an isolated worker process and bring back plain numbers.
 
-Knows nothing about GANs: it takes a folder, a module path and a list of probe
+Knows nothing about any assignment: it takes a folder, a module path and a list of probe
 descriptions, and returns one :class:`ProbeOutcome` per probe. The worker is a
 server that imports torch once and grades submission after submission
 (:class:`WorkerServer`, kept in a pool, one per grading thread), so a class of
@@ -41,7 +41,9 @@ import numpy as np
 from . import isolation
 from .isolation import bwrap_path, fork_mode  # noqa: F401  (re-exported: tests and the CLI ask here)
 
-WORKER_PKG = Path(__file__).resolve().parent / "worker"
+PACKAGE = Path(__file__).resolve().parent
+WORKER_PKG = PACKAGE / "worker"
+SHARED = ("__init__.py", "probing.py")       # of the grader package, what the sandbox may import
 STATUSES = ("ok", "error", "timeout", "crashed", "missing")
 TEMP_PREFIX = "dgm-"
 
@@ -57,6 +59,16 @@ class Limits:
     fsize_mb: int = 16             # largest file a probe may write (its output log included)
     nproc: int = 64                # processes of the submission at once
     max_output_bytes: int = 32 << 20  # result bytes accepted from one probe
+
+
+@dataclass(frozen=True)
+class ProbeCode:
+    """Trusted code the probes come from: the package ``package`` whose folder is ``root``, of which
+    only ``files`` (relative paths) are visible to the sandbox. A probe names its module within it."""
+
+    package: str
+    root: Path
+    files: tuple[str, ...]
 
 
 @dataclass
@@ -111,13 +123,13 @@ def _python_paths(repo_root: Path) -> list[str]:
     return keep
 
 
-def _bootstrap(worker_parent: str, worker_name: str, sys_paths: list[str]) -> str:
+def _bootstrap(code_parent: str, sys_paths: list[str]) -> str:
     """Python source run with ``-c`` in the sandbox: a clean sys.path, then the worker server."""
     return (
         "import sys\n"
         "sys.path[:] = [p for p in sys.path if p not in ('', '.')]  # nothing from the scratch folder\n"
-        f"sys.path[:0] = [{worker_parent!r}] + [p for p in {sys_paths!r} if p not in sys.path]\n"
-        f"from {worker_name}.main import main\n"
+        f"sys.path[:0] = [{code_parent!r}] + [p for p in {sys_paths!r} if p not in sys.path]\n"
+        "from grader.worker.main import main\n"
         "main(sys.argv[1])\n"
     )
 
@@ -134,7 +146,8 @@ def _parent_dirs(dests: list[str]) -> list[str]:
     return args
 
 
-def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits) -> tuple[list[str], list[str]]:
+def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
+             code: ProbeCode | None) -> tuple[list[str], list[str]]:
     """The worker server's command line (submissions appear under ``stage``) and its layers."""
     plan = isolation.plan()
     py = os.path.realpath(plan.python.executable)
@@ -145,6 +158,8 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits) -> tup
         wipe = ["/dev/shm"] + ([] if any(p.startswith("/tmp/") for p in sys_paths) else ["/tmp"])
         config.update(submission_root="/submission", scratch_root="/scratch", wipe=wipe,
                       tmpfs=["/scratch", "/tmp", "/dev/shm"], file_roots=["/scratch", "/tmp", "/dev/shm"])
+        if code is not None:
+            config["code"] = {"package": code.package, "root": "/opt/dgm/probes"}
         # each mount a little over the cap: the watchdog sees the cap crossed and names it, and the
         # kernel stops a writer faster than the watchdog could
         size = str((limits.disk_mb + 32) << 20)
@@ -159,17 +174,24 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits) -> tup
                 cmd += ["--ro-bind", d, d]
         binds = [p for p in sys_paths if not p.startswith(("/usr/", "/lib", "/bin", "/etc/"))]
         binds = [p for p in binds if not any(p.startswith(q + os.sep) for q in binds)]
-        cmd += _parent_dirs([*binds, "/opt/dgm/dgm_worker"])
+        # the worker and what it may import of the grader, and the probe code: nothing else of the repository
+        files = [(str(WORKER_PKG), "/opt/dgm/grader/worker")]
+        files += [(str(PACKAGE / f), f"/opt/dgm/grader/{f}") for f in SHARED]
+        files += [(str(code.root / f), f"/opt/dgm/probes/{f}") for f in code.files] if code else []
+        cmd += _parent_dirs([*binds, *(dest for _, dest in files)])
         for p in binds:
             cmd += ["--ro-bind", p, p]
+        for src, dest in files:
+            cmd += ["--ro-bind", src, dest]
         cmd += ["--ro-bind", str(stage), "/submission",
-                "--ro-bind", str(WORKER_PKG), "/opt/dgm/dgm_worker",
                 "--chdir", "/scratch", "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp"]
-        cmd += ["--", py, "-E", "-s", "-c", _bootstrap("/opt/dgm", "dgm_worker", sys_paths)]
+        cmd += ["--", py, "-E", "-s", "-c", _bootstrap("/opt/dgm", sys_paths)]
     else:
         roots = [str(scratch), *(r for r in HOST_FILE_ROOTS if os.path.isdir(r))] if plan.own_uid else []
         config.update(submission_root=str(stage), scratch_root=str(scratch), file_roots=roots)
-        cmd = [py, "-E", "-s", "-c", _bootstrap(str(WORKER_PKG.parent.parent), "grader.worker", sys_paths)]
+        if code is not None:
+            config["code"] = {"package": code.package, "root": str(code.root)}
+        cmd = [py, "-E", "-s", "-c", _bootstrap(str(PACKAGE.parent), sys_paths)]
     return cmd + [json.dumps(config)], plan.layers()
 
 
@@ -371,14 +393,14 @@ class WorkerServer:
     serves one request at a time; :func:`run_probes` takes idle ones from a pool.
     """
 
-    def __init__(self, repo_root: Path, limits: Limits) -> None:
+    def __init__(self, repo_root: Path, limits: Limits, code: ProbeCode | None = None) -> None:
         self.tmp = _make_private_temp()
         self.stage, self.scratch = self.tmp / "stage", self.tmp / "scratch"
         self.stage.mkdir()
         self.scratch.mkdir()
         for d in (self.tmp, self.stage, self.scratch):   # probe uids may pass, not list
             os.chmod(d, 0o711)
-        cmd, self.layers = _command(self.stage, self.scratch, repo_root, limits)
+        cmd, self.layers = _command(self.stage, self.scratch, repo_root, limits, code)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.scratch),
                "DGM_WORKER": worker_marker()}
@@ -491,27 +513,27 @@ _POOL: dict[tuple, list[WorkerServer]] = {}   # idle servers, by the sandbox con
 _POOL_LOCK = threading.Lock()
 
 
-def _pool_key(repo_root: Path, limits: Limits) -> tuple:
-    return (str(repo_root), isolation.plan(), limits.disk_mb)
+def _pool_key(repo_root: Path, limits: Limits, code: ProbeCode | None) -> tuple:
+    return (str(repo_root), isolation.plan(), limits.disk_mb, code)
 
 
-def _acquire(repo_root: Path, limits: Limits) -> WorkerServer:
+def _acquire(repo_root: Path, limits: Limits, code: ProbeCode | None) -> WorkerServer:
     with _POOL_LOCK:
-        idle = _POOL.get(_pool_key(repo_root, limits), [])
+        idle = _POOL.get(_pool_key(repo_root, limits, code), [])
         while idle:
             server = idle.pop()
             if server.proc.poll() is None:
                 return server
             server.close()
-    return WorkerServer(repo_root, limits)
+    return WorkerServer(repo_root, limits, code)
 
 
-def _release(server: WorkerServer, repo_root: Path, limits: Limits, reusable: bool) -> None:
+def _release(server: WorkerServer, key: tuple, reusable: bool) -> None:
     if not reusable or server.proc.poll() is not None:
         server.close()
         return
     with _POOL_LOCK:
-        _POOL.setdefault(_pool_key(repo_root, limits), []).append(server)
+        _POOL.setdefault(key, []).append(server)
 
 
 def shutdown_pool() -> None:
@@ -545,17 +567,19 @@ def _exit_description(code: int | None) -> str:
 
 
 def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path,
-               limits: Limits = Limits(), display: str = "", hidden: tuple[Path, ...] = ()) -> WorkerRun:
+               limits: Limits = Limits(), display: str = "", hidden: tuple[Path, ...] = (),
+               code: ProbeCode | None = None) -> WorkerRun:
     """Run ``probes`` on ``module`` of the student's files in a sandboxed worker server.
 
     Args:
         files_dir: folder holding the student's files (and support files); copied, never changed
-        module: path of the module to import, relative to ``files_dir`` (e.g. codebase/gan.py)
-        probes: dicts with ``id``, ``kind`` and ``args``
+        module: path of the module to import, relative to ``files_dir`` (e.g. pkg/model.py)
+        probes: dicts with ``id``, ``module`` (within ``code``), ``kind`` and ``args``
         repo_root: the repository, which the worker must never see
         limits: resource limits
         display: how messages name the student's file (e.g. the notebook it was extracted from)
         hidden: more paths the worker must never see (other submissions, the output folder)
+        code: where the probes' code comes from
 
     Returns:
         A WorkerRun with one outcome per probe (status ``missing`` when nothing came back).
@@ -573,7 +597,7 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
         if lease is not None and plan.barrier == "uid":
             isolation.protect([repo_root, *hidden], lease.uid)
         while remaining:
-            server = _acquire(repo_root, limits)
+            server = _acquire(repo_root, limits, code)
             layers = server.layers
             why = server.wait_ready()
             if why:
@@ -585,7 +609,7 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
             uid = lease.uid if lease is not None else None
             pending, ended = server.run(files_dir, module, remaining, limits, outcomes, display, uid)
             reusable = ended is None and server.clean and plan.reuse_servers
-            _release(server, repo_root, limits, reusable)
+            _release(server, _pool_key(repo_root, limits, code), reusable)
             if not reusable and lease is not None and not plan.bwrap:
                 isolation.kill_uid(lease.uid)   # the server may have died before it cleaned up
             if pending:  # the first one was running when the server died or ran out of time

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .paths import REPO_ROOT, SOLUTIONS_DIR, STARTER_DIR
+from .paths import REPO_ROOT, STARTER_DIR
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?::\s*(?P<todo>.*))?$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
@@ -80,8 +80,9 @@ def strip_answers(text: str) -> str:
                    for line in text.splitlines(keepends=True))
 
 
-def render(solutions: Path = SOLUTIONS_DIR) -> dict[str, bytes]:
-    """relative path -> bytes of every starter file."""
+def render(root: Path = REPO_ROOT) -> dict[str, bytes]:
+    """relative path -> bytes of every starter file of the repository ``root``."""
+    solutions = root / "solutions"
     files: dict[str, bytes] = {}
     for path in sorted(solutions.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts or ".ipynb_checkpoints" in path.parts:
@@ -95,15 +96,39 @@ def render(solutions: Path = SOLUTIONS_DIR) -> dict[str, bytes]:
             files[rel] = strip_answers(path.read_text()).encode()
         else:
             files[rel] = path.read_bytes()
-    for name in EXTRA_FILES:
-        if (REPO_ROOT / name).is_file():
-            files[name] = (REPO_ROOT / name).read_bytes()
+    for folder, include in student_folders(root).items():
+        for name in EXTRA_FILES:   # the repository's own copy, so a new course root needs none
+            source = root / name if (root / name).is_file() else REPO_ROOT / name
+            if source.is_file():
+                files[_join(folder, name)] = source.read_bytes()
+        for dest, src in include.items():   # files a folder shares with the main one (networks, utils)
+            files[_join(folder, dest)] = files[src]
     return files
 
 
-def write(out: Path = STARTER_DIR) -> list[str]:
-    """Regenerate ``out`` from solutions/; returns the files written."""
-    files = render()
+def _join(folder: str, name: str) -> str:
+    return name if folder == "." else f"{folder}/{name}"
+
+
+def student_folders(root: Path = REPO_ROOT) -> dict[str, dict[str, str]]:
+    """Each folder of starter/ that is some assignment's student folder ('.' for starter/ itself),
+    with the files it takes from the main folder (the assignments' ``include``)."""
+    from .config import parse_assignment, read_yaml
+
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted((root / "assignments").glob("*/assignment.yaml")):
+        a = parse_assignment(read_yaml(path), str(path))
+        starter = Path(a.starter)
+        if starter.parts[:1] == ("starter",):
+            folder = Path(*starter.parts[1:]).as_posix() if len(starter.parts) > 1 else "."
+            out.setdefault(folder, {}).update({str(k): str(v) for k, v in (a.include or {}).items()})
+    return out
+
+
+def write(out: Path | None = None, root: Path = REPO_ROOT) -> list[str]:
+    """Regenerate ``out`` (default: the repository's starter/) from solutions/; returns the files written."""
+    out = out or root / "starter"
+    files = render(root)
     if out.exists():
         shutil.rmtree(out)
     for rel, data in files.items():
@@ -115,9 +140,9 @@ def write(out: Path = STARTER_DIR) -> list[str]:
     return sorted(files)
 
 
-def stale(out: Path = STARTER_DIR) -> list[str]:
+def stale(out: Path = STARTER_DIR, root: Path = REPO_ROOT) -> list[str]:
     """Files of ``out`` that differ from what the generator makes (missing and extra included)."""
-    files = render()
+    files = render(root)
     have = {p.relative_to(out).as_posix() for p in out.rglob("*")
             if p.is_file() and "__pycache__" not in p.parts} if out.exists() else set()
     diff = sorted(set(files) ^ have)

@@ -7,6 +7,8 @@ failure messages must contain.
 import json
 from dataclasses import dataclass
 
+from grader.report import test_output
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -59,9 +61,10 @@ def assert_graded_as_intended(assignment, result, batch: list) -> None:
         if v is None:
             assert t.passed, (t.name, t.output)
             continue
-        assert t.passed == (check_of[t.name] in v.passes), f"{v.name}: {t.name} passed={t.passed}: {t.output}"
+        text = test_output(t)
+        assert t.passed == (check_of[t.name] in v.passes), f"{v.name}: {t.name} passed={t.passed}: {text}"
         if not t.passed and v.says:
-            assert v.says in t.output, f"{v.name}: expected {v.says!r} in {t.output!r}"
+            assert v.says in text, f"{v.name}: expected {v.says!r} in {text!r}"
 
 
 def assert_covers(variants: list, full: dict) -> None:

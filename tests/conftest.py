@@ -27,6 +27,13 @@ def write_gan(folder: Path, source: str) -> Path:
     return folder
 
 
+def shown(t) -> str:
+    """What the student reads for a test: the message, then the likely mistake."""
+    from grader.report import test_output
+
+    return test_output(t)
+
+
 def by_function(result: GradeResult) -> dict[str, dict[str, tuple[bool, str]]]:
     """function -> check name suffix ('d_loss value...' etc.) -> (passed, message)."""
     out: dict[str, dict[str, tuple[bool, str]]] = {}
@@ -34,7 +41,7 @@ def by_function(result: GradeResult) -> dict[str, dict[str, tuple[bool, str]]]:
         if t.manual or t.tags == ["answers"]:   # short answers are tested in test_answers.py
             continue
         fn, _, test = t.name.partition(": ")
-        out.setdefault(t.tags[0], {})[test] = (t.passed, t.output)
+        out.setdefault(t.tags[0], {})[test] = (t.passed, shown(t))
     return out
 
 
@@ -129,4 +136,4 @@ def _uid_barrier_without_bubblewrap(request):
     reset_isolation()
 
 
-__all__ = ["REFERENCE_GAN", "write_gan", "by_function", "grade", "reset_isolation"]
+__all__ = ["REFERENCE_GAN", "write_gan", "by_function", "grade", "reset_isolation", "shown"]

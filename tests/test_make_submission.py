@@ -21,7 +21,7 @@ def run(folder, *args):
 
 def test_missing_gan_py_fails_with_message(hw):
     (hw / "codebase" / "gan.py").unlink()
-    proc = run(hw)
+    proc = run(hw, "gan")
     assert proc.returncode != 0
     assert "codebase/gan.py is missing" in proc.stderr
     assert not (hw / "gan_submission.zip").exists()
@@ -46,7 +46,8 @@ def test_packages_gan_py_and_latest_grid_of_each_run(hw):
     assert names == {"codebase/gan.py", "gan_answers.yaml", "out_nonsaturating/fake_0937.png",
                      "out_nonsaturating/learning_curve.png", "out_wasserstein_gp/fake_0050.png",
                      "out_wasserstein_gp/learning_curve.png"}
-    assert "no samples from out_nonsaturating_conditional" in proc.stderr  # warned, not refused
+    assert "no out_nonsaturating_conditional/fake_*.png yet (train with: python run_conditional_gan.py)" \
+        in proc.stderr  # warned, not refused
 
 
 def test_submission_zip_grades(hw, gan_assignment):
@@ -82,4 +83,17 @@ def test_notebook_problems_are_refused(hw, breakage, says):
 
 def test_unknown_assignment_lists_the_choices(hw):
     proc = run(hw, "vea")
-    assert proc.returncode != 0 and "choose one of: gan, gan1d, vae" in proc.stderr
+    assert proc.returncode != 0 and "unknown assignment 'vea'; available: gan, gan1d, gan_split, vae" in proc.stderr
+
+
+def test_the_split_version_packs_from_its_own_folder(hw):
+    """starter/gan_split holds codebase/gan.py too: the script packs the assignment whose functions it defines."""
+    folder = hw / "gan_split"
+    (folder / "out_conditional").mkdir()
+    (folder / "out_conditional" / "fake_0050.png").write_bytes(b"png")
+    proc = subprocess.run(["bash", "make_submission.sh"], cwd=folder, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert set(zipfile.ZipFile(folder / "gan_split_submission.zip").namelist()) == {
+        "codebase/gan.py", "out_conditional/fake_0050.png"}
+    assert "no out_nonsaturating/fake_*.png yet (train with: python run_gan.py --loss_type nonsaturating)" \
+        in proc.stderr

@@ -24,12 +24,17 @@ def test_the_bundle_has_what_students_need_and_nothing_hidden(bundle):
     out, files = bundle
     for rel in ("README.md", "pyproject.toml", "starter/codebase/gan.py", "starter/gan_1d.ipynb",
                 "starter/vae_wake_sleep.ipynb", "starter/make_submission.sh", "starter/gan_answers.yaml",
-                "statements/gan.md", "statements/gan1d.md", "statements/vae.md",
-                "grader/checks/gan.py", "grader/worker/main.py", "grader/data/assignments/gan/assignment.yaml",
-                "grader/data/starter/codebase/utils.py"):
+                "statements/gan.md", "statements/gan1d.md", "statements/vae.md", "statements/gan_split.md",
+                "grader/data/assignments/gan/checks.py", "grader/data/assignments/gan/probes.py",
+                "grader/data/assignments/gan/fixtures.py", "grader/worker/main.py",
+                "grader/data/assignments/gan/assignment.yaml", "grader/data/starter/codebase/utils.py",
+                "starter/gan_split/codebase/gan.py", "starter/gan_split/codebase/network.py",
+                "starter/gan_split/make_submission.sh", "grader/data/assignments/gan_split/assignment.yaml"):
         assert rel in files, rel
-    assert not [f for f in files if f.endswith("_hidden.py") or f.startswith("solutions/")
+    assert not [f for f in files if f.endswith("hidden.py") or f.startswith("solutions/")
                 or "/examples/" in f or f.endswith(("release.py", "autograder.py"))]
+    readme = (out / "README.md").read_text()
+    assert "grader check --assignment gan_split" in readme and "python run_gan.py --loss_type conditional" in readme
     assert SOLUTION_LINE in (REPO_ROOT / "solutions" / "codebase" / "gan.py").read_text()   # the probe is real
     assert all(SOLUTION_LINE not in (out / f).read_text(errors="replace") for f in files)
     assert scan(out) == []
@@ -40,8 +45,8 @@ def test_the_secret_table_covers_solution_blocks_answer_keys_and_hidden_checks()
     table = secrets()
     sources = {s.source.split(" line ")[0] for s in table.values()}
     assert {"solutions/codebase/gan.py", "solutions/gan_1d.ipynb", "solutions/vae_wake_sleep.ipynb",
-            "solutions/gan_answers.yaml", "solutions/vae_answers.yaml",
-            "grader/checks/gan_hidden.py", "grader/checks/vae_hidden.py"} <= sources
+            "solutions/gan_answers.yaml", "solutions/vae_answers.yaml", "solutions/gan_split/codebase/gan.py",
+            "assignments/gan/hidden.py", "assignments/vae/hidden.py"} <= sources
     assert SOLUTION_LINE in table
     assert "import torch" not in table and "return d_loss, g_loss" not in table   # public lines are not secrets
 
@@ -77,8 +82,9 @@ def _plant_in_notebook(path, line):
      ["starter/vae_wake_sleep.ipynb", "solutions/vae_wake_sleep.ipynb line"]),
     (lambda r: (r / "starter/gan_answers.yaml").write_text(
         (r / "solutions/gan_answers.yaml").read_text()), ["starter/gan_answers.yaml"]),
-    (lambda r: (r / "grader/checks/gan_keep.py").write_text((r / "grader/checks/gan_hidden.py").read_text()),
-     ["grader/checks/gan_keep.py: registers 'gan.d_loss', a hidden check of grader/checks/gan_hidden.py"]),
+    (lambda r: (r / "assignments/gan/checks.py").write_text((r / "assignments/gan/checks.py").read_text() + "\n"
+                                                           + (r / "assignments/gan/hidden.py").read_text()),
+     ["grader/data/assignments/gan/checks.py: declares 'gan.d_loss', a hidden check of assignments/gan/hidden.py"]),
     (lambda r: (r / "starter/solutions").mkdir() or shutil.copyfile(r / "solutions/codebase/utils.py",
                                                                    r / "starter/solutions/utils.py"),
      ["starter/solutions/utils.py: inside a solutions/ folder"]),

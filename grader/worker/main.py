@@ -173,12 +173,34 @@ def _describe(err: BaseException, module_root: str) -> str:
     return f"{type(err).__name__}: {text[:800]}{where}"
 
 
+def _install_code(code: dict | None) -> None:
+    """Make the probe code importable: the package ``code["package"]`` is the folder ``code["root"]``."""
+    if code and code["package"] not in sys.modules:
+        import types
+
+        pkg = types.ModuleType(code["package"])
+        pkg.__path__ = [code["root"]]
+        sys.modules[code["package"]] = pkg
+
+
+def probe_function(probe: dict, code: dict | None):
+    """The function of the probe kind ``probe["kind"]`` declared in module ``probe["module"]`` (imported now)."""
+    from grader.probing import specs_in
+
+    if not code:
+        raise LookupError("no probe code was given to the worker")
+    module = importlib.import_module(f"{code['package']}.{probe['module']}")
+    specs = specs_in(module)
+    if probe["kind"] not in specs:
+        raise LookupError(f"{probe['module']} declares no probe {probe['kind']!r}")
+    return specs[probe["kind"]].fn
+
+
 def _run_child(probe: dict, req: dict) -> bytes:
     """Body of a probe child: import the student module, run the probe, return npz bytes."""
     import numpy as np
 
-    from . import probe_kinds
-
+    fn = probe_function(probe, req.get("code"))
     module_root = req["module_root"]
     sys.path.insert(0, module_root)
     rel = req["module"]
@@ -187,7 +209,7 @@ def _run_child(probe: dict, req: dict) -> bytes:
     function = probe["args"].get("function")
     if function and not callable(getattr(module, function, None)):
         raise LookupError(f"{req.get('display') or rel} defines no function named {function!r}")
-    arrays = probe_kinds()[probe["kind"]](module, probe["args"])
+    arrays = fn(module, probe["args"])
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
     return buf.getvalue()
@@ -492,6 +514,9 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     # fork mode: probe children switch to the uid; no-fork: this process does, before the probes
     uid, req["uid_inline"] = (given, None) if config["fork"] else (None, given)
     req["uid"] = uid
+    req["code"] = config.get("code")
+    for probe in req["probes"]:   # imported now, as root: probes run as a uid that may not read them
+        probe_function(probe, req["code"])
     roots = list(config.get("file_roots", []))
     if uid is not None:
         if config.get("ipc_namespace"):
@@ -559,10 +584,7 @@ def main(config_json: str) -> None:
     import numpy  # noqa: F401  (imported once, shared by every forked child)
     import torch
 
-    from . import probe_kinds
-
-    probe_kinds()   # imported now, as root: probes run as a uid that may not read this package
-
+    _install_code(config.get("code"))
     torch.set_num_threads(1)
     os.environ.setdefault("MPLBACKEND", "Agg")
     _send(result_fd, {"ready": True}, b"")

@@ -1,64 +1,28 @@
-"""Public checks for the ``gan1d`` assignment: properties of the losses and of the training loop."""
+"""Public checks of the gan1d assignment: properties of the losses and of the training loop."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..worker.gan1d import KINDS, ProbeGenerator, logit_cases
-from . import CheckContext, CheckResult, register, register_validator
+from grader.checks import CheckContext, CheckResult, check
 
-N_G_PARAMS = sum(p.numel() for p in ProbeGenerator().parameters())
+from .fixtures import KINDS, logit_cases
 
-
-def loss_keys(function: str, seed: int) -> dict[str, int]:
-    """Every array the gan1d_loss probe returns for ``function``, with its expected size."""
-    keys: dict[str, int] = {}
-    for case, (d_real, _) in logit_cases(seed).items():
-        n = d_real.numel()
-        if function == "discriminator_loss":
-            keys.update({f"{case}_value": 1, f"{case}_grad_real": n, f"{case}_grad_fake": n})
-        else:
-            for kind in KINDS:
-                keys.update({f"{case}_{kind}_value": 1, f"{case}_{kind}_grad_fake": n})
-    if function == "generator_loss":
-        keys["unknown_kind_raises"] = 1
-    return keys
-
-
-@register_validator("gan1d_loss")
-def validate_loss(arrays: dict[str, np.ndarray], args: dict) -> str | None:
-    """Values are 1-D; gradients are 1-D, empty (no gradient) or one entry per logit."""
-    for key, n in loss_keys(args["function"], args["seed"]).items():
-        a = arrays.get(key)
-        if a is None or a.ndim != 1 or a.size > 10_000:
-            return f"{key} is missing or has an unexpected layout"
-        if "grad" in key and a.size not in (0, n):
-            return f"{key} has {a.size} entries, expected {n}"
-    return None
-
-
-@register_validator("gan1d_train")
-def validate_train(arrays: dict[str, np.ndarray], args: dict) -> str | None:
-    """Counts are non-negative integers; G's parameters have the probe generator's size."""
-    for key in ("g_steps", "d_steps", "both_steps", "g_backward"):
-        a = arrays.get(key)
-        if a is None or a.shape != (1,) or not np.isfinite(a[0]) or a[0] < 0 or a[0] != round(a[0]):
-            return f"{key} is missing or not a count"
-    if arrays.get("g_params") is None or arrays["g_params"].shape != (N_G_PARAMS,):
-        return "the generator's parameters are missing or of the wrong size"
-    return None
-
+LOSS_KEYS = tuple(f"{c}_{what}" for c in ("typical", "extreme")
+                  for what in ("value", "grad_real", "grad_fake", *(f"{k}_{x}" for k in KINDS
+                                                                  for x in ("value", "grad_fake"))))
+TRAIN_KEYS = ("g_steps", "d_steps", "both_steps", "g_backward")
 
 def _cases(ctx: CheckContext) -> list[tuple[str, str]]:
     """(value key, description) for every loss evaluation of this function."""
-    if ctx.probe_args["function"] == "discriminator_loss":
+    if ctx.args["function"] == "discriminator_loss":
         return [(f"{c}_value", f"{c} logits") for c in ("typical", "extreme")]
     return [(f"{c}_{k}_value", f"kind={k!r}, {c} logits") for c in ("typical", "extreme") for k in KINDS]
 
 
-@register("gan1d.finite")
+@check("finite", probe="loss", reads=LOSS_KEYS + ("unknown_kind_raises",))
 def finite(ctx: CheckContext) -> CheckResult:
     """Scalar, finite losses with finite gradients, also for logits as large as +-200."""
-    a, problems = ctx.outcome.arrays, []
+    a, problems = ctx.outputs, []
     for key, what in _cases(ctx):
         grads = [a[g] for g in a if g.startswith(key.removesuffix("value")) and "grad" in g]
         if a[key].size != 1:
@@ -69,16 +33,16 @@ def finite(ctx: CheckContext) -> CheckResult:
                             "torch.log(torch.sigmoid(h))")
         elif any(g.size == 0 for g in grads):
             problems.append(f"{what}: the loss does not depend on the logits (no gradient)")
-    if ctx.probe_args["function"] == "generator_loss" and a["unknown_kind_raises"][0] != 1:
+    if ctx.args["function"] == "generator_loss" and a["unknown_kind_raises"][0] != 1:
         problems.append('generator_loss(d_fake, "wasserstein") should raise ValueError for an unknown kind')
     return CheckResult(not problems, "\n".join(problems))
 
 
-@register("gan1d.vanishing")
+@check("vanishing", probe="loss", reads=LOSS_KEYS)
 def vanishing(ctx: CheckContext) -> CheckResult:
     """Where D(G(z)) -> 0 (logit <= -20) the minimax gradient vanishes and the non-saturating one does not."""
-    a = ctx.outcome.arrays
-    d_fake = logit_cases(ctx.probe_args["seed"])["extreme"][1].reshape(-1).numpy()
+    a = ctx.outputs
+    d_fake = logit_cases(ctx.args["seed"])["extreme"][1].reshape(-1).numpy()
     low = d_fake <= -20
     n = d_fake.size
     mm, ns = a["extreme_minimax_grad_fake"], a["extreme_nonsaturating_grad_fake"]
@@ -94,10 +58,10 @@ def vanishing(ctx: CheckContext) -> CheckResult:
     return CheckResult(not problems, "\n".join(problems))
 
 
-@register("gan1d.train_structure")
+@check("train_structure", probe="train", reads=TRAIN_KEYS)
 def train_structure(ctx: CheckContext) -> CheckResult:
     """One G update and k D updates per step, separate optimisers, no gradient from d_loss into G."""
-    a, args = ctx.outcome.arrays, ctx.probe_args
+    a, args = ctx.outputs, ctx.args
     g, d, both, g_back = (int(a[k][0]) for k in ("g_steps", "d_steps", "both_steps", "g_backward"))
     steps, k = int(args["steps"]), int(args["k"])
     problems = []

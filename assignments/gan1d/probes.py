@@ -1,52 +1,21 @@
-"""Probes for the ``gan1d`` assignment: the two losses on logits, and the training loop.
+"""Probes of the gan1d assignment: the two losses on logits, and the training loop.
 
-gan1d_loss returns, for each case c of logits (see :func:`logit_cases`):
+loss returns, for each case c of logits (see :func:`logit_cases`):
     {c}_value, {c}_grad_real, {c}_grad_fake          (discriminator_loss)
     {c}_{kind}_value, {c}_{kind}_grad_fake            (generator_loss, both kinds)
     unknown_kind_raises                               1 if generator_loss(., "wasserstein") raised ValueError
-gan1d_train returns:
+train returns:
     g_steps, d_steps, both_steps    optimiser steps that changed G only / D only / both
     g_backward                      backward passes that reached G's parameters
     g_params                        G's parameters after training, flattened (parent samples G itself)
 """
 import numpy as np
 import torch
-import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-KINDS = ("minimax", "nonsaturating")
+from grader.probing import Out, probe
 
-
-class ProbeGenerator(nn.Module):
-    """The notebook's generator: (B, 1) noise -> (B, 1) samples."""
-
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, 1))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
-
-
-class ProbeDiscriminator(nn.Module):
-    """The notebook's discriminator: (B, 1) samples -> (B, 1) logits."""
-
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(1, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
-                                 nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def logit_cases(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(d_real, d_fake) logits of shape (B, 1): typical values, and extremes where naive logs overflow."""
-    gen = torch.Generator().manual_seed(seed)
-    typical = (3 * torch.randn(64, 1, generator=gen), 3 * torch.randn(64, 1, generator=gen) - 1)
-    ext = torch.tensor([-200.0, -120.0, -60.0, -20.0, 20.0, 60.0, 120.0, 200.0]).reshape(-1, 1)
-    return {"typical": typical, "extreme": (ext, ext.flip(0))}
+from .fixtures import KINDS, ProbeDiscriminator, ProbeGenerator, logit_cases
 
 
 def _value_and_grads(loss: object, *inputs: torch.Tensor) -> list[np.ndarray]:
@@ -59,6 +28,24 @@ def _value_and_grads(loss: object, *inputs: torch.Tensor) -> list[np.ndarray]:
     return [value] + [np.zeros(0) if g is None else g.double().reshape(-1).numpy() for g in grads]
 
 
+def _loss_outputs() -> dict[str, Out]:
+    """Per case of logits: the discriminator's value and gradients, or the generator's for each kind."""
+    disc = (lambda args: args["function"] != "discriminator_loss")   # noqa: E731 - a predicate on the args
+    gen = (lambda args: args["function"] == "discriminator_loss")    # noqa: E731
+    n = {case: d_real.numel() for case, (d_real, _) in logit_cases(0).items()}
+    out = {"unknown_kind_raises": Out(kind="flag", size=1, optional=gen)}
+    for case in n:
+        grad = (0, n[case])
+        out.update({f"{case}_value": Out(max_size=10_000, optional=disc),
+                    f"{case}_grad_real": Out(size=grad, optional=disc),
+                    f"{case}_grad_fake": Out(size=grad, optional=disc)})
+        for kind in KINDS:
+            out.update({f"{case}_{kind}_value": Out(max_size=10_000, optional=gen),
+                        f"{case}_{kind}_grad_fake": Out(size=grad, optional=gen)})
+    return out
+
+
+@probe("loss", outputs=_loss_outputs())
 def probe_losses(module: object, args: dict) -> dict[str, np.ndarray]:
     """Call the student's discriminator_loss or generator_loss on every case of logits."""
     fn = getattr(module, args["function"])
@@ -84,6 +71,11 @@ def probe_losses(module: object, args: dict) -> dict[str, np.ndarray]:
     return out
 
 
+@probe("train", outputs={
+    "g_steps": Out(kind="count", size=1), "d_steps": Out(kind="count", size=1),
+    "both_steps": Out(kind="count", size=1), "g_backward": Out(kind="count", size=1),
+    "g_params": Out(size=lambda args: sum(p.numel() for p in ProbeGenerator().parameters())),
+})
 def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
     """Run the student's train(G, D, steps, k=..., kind=...) on fresh probe nets and count updates."""
     torch.manual_seed(int(args["seed"]))
@@ -117,5 +109,3 @@ def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
     out["g_params"] = torch.cat([p.detach().reshape(-1) for p in g_params]).double().numpy()
     return out
 
-
-PROBES = {"gan1d_loss": probe_losses, "gan1d_train": probe_train}

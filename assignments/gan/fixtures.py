@@ -1,4 +1,5 @@
-"""Probe networks and inputs, rebuilt identically from a seed in the worker and the parent.
+"""Probe networks and inputs of the gan assignment, rebuilt identically from a seed on both sides
+of the trust boundary (the probes in the sandbox, the checks in the grader).
 
 They are small (so a probe takes milliseconds) but keep the interface and the
 shapes of the course networks: images (B, 1, 28, 28), ``g.dim_z``, logits (B,),
@@ -9,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .record import seeded_init
+from grader.probing import seeded_init
 
 BATCH = 32
 DIM_Z = 64

@@ -1,4 +1,4 @@
-"""Public checks for the ``gan`` assignment: properties that need no reference solution.
+"""Public checks of the gan assignment: properties that need no reference solution.
 
 They also hold the analysis of the student's draws (the z that reached g, the
 batches that reached d) that the hidden checks build on.
@@ -10,35 +10,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..worker import nets
-from . import CheckContext, CheckResult, register, register_validator
+from grader.checks import CheckContext, CheckResult, check
+
+from . import fixtures
+
+DRAWS = ("g_in*", "d_in*")
+LOSSES = {"d": ("d_loss", "discriminator"), "g": ("g_loss", "generator")}
 
 
-def _n_params(seed: int, conditional: bool) -> tuple[int, int]:
-    g, d = nets.make_nets(seed, conditional)
-    return sum(p.numel() for p in d.parameters()), sum(p.numel() for p in g.parameters())
+def losses(ctx: CheckContext) -> list[str]:
+    """The losses the student function returns: ``d`` and ``g``, or one of them (``returns`` arg)."""
+    returns = ctx.args.get("returns", "both")
+    return ["d", "g"] if returns == "both" else [returns]
 
 
-@register_validator("gan_loss")
-def validate_gan_loss(arrays: dict[str, np.ndarray], args: dict) -> str | None:
-    """Schema of the gan_loss probe's output (see grader/worker/gan.py)."""
-    n_d, n_g = _n_params(args["seed"], bool(args.get("conditional")))
-    for name, n_params in (("d", n_d), ("g", n_g)):
-        loss, shape = arrays.get(f"{name}_loss"), arrays.get(f"{name}_loss_shape")
-        grad, ok = arrays.get(f"{name}_grad"), arrays.get(f"{name}_grad_ok")
-        if any(a is None for a in (loss, shape, grad, ok)):
-            return f"missing {name}_loss, its shape or its gradient"
-        if loss.ndim != 1 or shape.ndim != 1 or shape.size > 8 or grad.ndim != 1 or ok.shape != (1,):
-            return f"{name}_loss or its gradient has an unexpected layout"
-        if not np.all(np.isfinite(shape)) or np.any(shape < 0) or np.any(shape != np.round(shape)) \
-                or int(np.prod(shape)) != loss.size:
-            return f"{name}_loss_shape does not describe {name}_loss"
-        if ok[0] not in (0.0, 1.0) or grad.size not in (0, n_params):
-            return f"the gradient of {name}_loss has {grad.size} entries; the network has {n_params} parameters"
-    for key, a in arrays.items():
-        if key.startswith(("g_in", "d_in")) and (a.ndim > 4 or a.size > 10 * nets.BATCH * 28 * 28):
-            return f"{key} is too large"
-    return None
+def reads(*names: str) -> tuple[str, ...]:
+    """The outputs of the loss probe about losses ``names`` (``d``, ``g``)."""
+    return tuple(f"{n}_{suffix}" for n in names for suffix in ("loss", "loss_shape", "grad", "grad_ok"))
 
 
 @dataclass
@@ -49,7 +37,7 @@ class Draws:
     d_calls: list[tuple[np.ndarray, ...]]   # (x,) or (x, y)
 
 
-def read_draws(arrays: dict[str, np.ndarray]) -> Draws:
+def read_draws(arrays) -> Draws:
     """Regroup the worker's ``g_in{i}_{j}`` / ``d_in{i}_{j}`` arrays into calls."""
     def calls(prefix: str) -> list[tuple[np.ndarray, ...]]:
         out = []
@@ -64,8 +52,8 @@ def read_draws(arrays: dict[str, np.ndarray]) -> Draws:
 
 def z_problem(z: np.ndarray) -> str | None:
     """None when z looks like a (B, dim_z) draw from N(0, I), else what is wrong with it."""
-    if z.shape != (nets.BATCH, nets.DIM_Z):
-        return (f"the generator received z of shape {z.shape}; expected ({nets.BATCH}, {nets.DIM_Z}), "
+    if z.shape != (fixtures.BATCH, fixtures.DIM_Z):
+        return (f"the generator received z of shape {z.shape}; expected ({fixtures.BATCH}, {fixtures.DIM_Z}), "
                 "i.e. torch.randn(batch_size, g.dim_z)")
     if not np.all(np.isfinite(z)):
         return "the generator received z with NaN or infinite values"
@@ -79,13 +67,13 @@ def z_problem(z: np.ndarray) -> str | None:
 def fakes(ctx: CheckContext) -> list[np.ndarray]:
     """G(z) on the probe generator for each recorded generator call (computed here, in the parent)."""
     if "fakes" not in ctx.cache:
-        g, _ = nets.make_nets(ctx.probe_args["seed"], bool(ctx.probe_args.get("conditional")))
+        g, _ = fixtures.make_nets(ctx.args["seed"], bool(ctx.args.get("conditional")))
         out = []
         with torch.no_grad():
-            for call in read_draws(ctx.outcome.arrays).g_calls:
+            for call in read_draws(ctx.outputs).g_calls:
                 args = [torch.from_numpy(a).float() for a in call]
                 try:
-                    out.append(g(*args).double().numpy() if args[0].shape[-1] == nets.DIM_Z else None)
+                    out.append(g(*args).double().numpy() if args[0].shape[-1] == fixtures.DIM_Z else None)
                 except (RuntimeError, IndexError, ValueError):
                     out.append(None)
         ctx.cache["fakes"] = out
@@ -115,17 +103,17 @@ def find_interpolation(ctx: CheckContext) -> Interpolation:
     """Recover the per-example interpolation weights from the batches that reached d."""
     if "interp" in ctx.cache:
         return ctx.cache["interp"]
-    x_real = nets.make_batch(ctx.probe_args["seed"])[0].double().numpy()
-    flat_real = x_real.reshape(nets.BATCH, -1)
-    candidates = [(k, f.reshape(nets.BATCH, -1)) for k, f in enumerate(fakes(ctx))
+    x_real = fixtures.make_batch(ctx.args["seed"])[0].double().numpy()
+    flat_real = x_real.reshape(fixtures.BATCH, -1)
+    candidates = [(k, f.reshape(fixtures.BATCH, -1)) for k, f in enumerate(fakes(ctx))
                   if f is not None and f.shape == x_real.shape]
     result = Interpolation(None, problem=(
         "no interpolated images reached d (was the penalty taken at the real or fake images "
         "themselves?): it must be evaluated at x_hat = alpha * x_fake + (1 - alpha) * x_real, "
         "with alpha ~ U[0, 1] per example"))
     per_pixel = False
-    for x in _chunks(read_draws(ctx.outcome.arrays).d_calls, x_real.shape):
-        flat = x.reshape(nets.BATCH, -1)
+    for x in _chunks(read_draws(ctx.outputs).d_calls, x_real.shape):
+        flat = x.reshape(fixtures.BATCH, -1)
         if np.allclose(flat, flat_real, atol=1e-6) or any(np.allclose(flat, f, atol=1e-5) for _, f in candidates):
             continue
         for k, f in candidates:
@@ -156,7 +144,7 @@ def find_interpolation(ctx: CheckContext) -> Interpolation:
     return result
 
 
-def _scalar_problem(arrays: dict[str, np.ndarray], name: str) -> str | None:
+def _scalar_problem(arrays, name: str) -> str | None:
     shape = tuple(int(s) for s in arrays[f"{name}_shape"])
     if arrays[name].size != 1:
         return (f"{name} has shape {shape}; expected a scalar (did you forget .mean() over the batch?)")
@@ -165,19 +153,20 @@ def _scalar_problem(arrays: dict[str, np.ndarray], name: str) -> str | None:
     return None
 
 
-@register("gan.scalars")
+@check("scalars", probe="loss", reads=reads("d", "g"))
 def scalars(ctx: CheckContext) -> CheckResult:
-    """Both losses are finite scalar tensors."""
-    problems = [p for p in (_scalar_problem(ctx.outcome.arrays, n) for n in ("d_loss", "g_loss")) if p]
+    """Every loss returned is a finite scalar tensor."""
+    problems = [p for p in (_scalar_problem(ctx.outputs, LOSSES[n][0]) for n in losses(ctx)) if p]
     return CheckResult(not problems, "\n".join(problems))
 
 
-@register("gan.gradients")
+@check("gradients", probe="loss", reads=reads("d", "g"))
 def gradients(ctx: CheckContext) -> CheckResult:
     """d_loss reaches the discriminator's parameters and g_loss the generator's, with finite gradients."""
-    a, problems = ctx.outcome.arrays, []
-    for loss, net in (("d_loss", "discriminator"), ("g_loss", "generator")):
-        grad, ok = a[f"{loss[0]}_grad"], a[f"{loss[0]}_grad_ok"].item() == 1
+    a, problems = ctx.outputs, []
+    for n in losses(ctx):
+        loss, net = LOSSES[n]
+        grad, ok = a[f"{n}_grad"], a[f"{n}_grad_ok"].item() == 1
         if a[loss].size != 1:
             problems.append(f"{loss} is not a scalar, so it has no gradient")
         elif not ok or not np.any(grad):
@@ -188,14 +177,14 @@ def gradients(ctx: CheckContext) -> CheckResult:
     return CheckResult(not problems, "\n".join(problems))
 
 
-@register("gan.draws")
+@check("draws", probe="loss", reads=DRAWS)
 def draws(ctx: CheckContext) -> CheckResult:
     """z is drawn from N(0, I) with shape (B, dim_z); WGAN-GP interpolates one alpha per example."""
-    d = read_draws(ctx.outcome.arrays)
+    d = read_draws(ctx.outputs)
     if not d.g_calls:
         return CheckResult(False, "the generator was never called: generate x_fake = g(z)")
     problems = [p for p in (z_problem(call[0]) for call in d.g_calls) if p]
-    if not problems and ctx.probe_args.get("penalty"):
+    if not problems and ctx.args.get("penalty"):
         interp = find_interpolation(ctx)
         if interp.problem:
             problems.append(interp.problem)

@@ -1,4 +1,4 @@
-"""Hidden checks for the ``gan`` assignment: the reference on the student's own draws.
+"""Hidden checks of the gan assignment: the reference on the student's own draws.
 
 For each loss the reference is evaluated on every z the student drew (a
 student may draw one z per loss) and the closest is taken. A loss passes when
@@ -14,14 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import reference
-from ..worker import nets
-from ..worker.record import flat_grad
-from . import CheckContext, CheckResult, register
-from .compare import close_vector, compare, fmt
-from .gan import find_interpolation, read_draws, z_problem
+from grader import reference
+from grader.checks import CheckContext, CheckResult, check
+from grader.compare import close, close_vector, compare, fmt
+from grader.probing import flat_grad
 
-REFERENCE_FILE = "codebase/gan.py"
+from . import fixtures
+from .checks import DRAWS, LOSSES, find_interpolation, losses, read_draws, reads, z_problem
+
 LAMBDA = 10.0
 
 
@@ -39,21 +39,24 @@ class Evaluation:
 
 def _evaluate(ctx: CheckContext, z: np.ndarray, alpha: np.ndarray | None) -> Evaluation:
     """Run the reference loss on the probe nets with the student's z (and alpha) replayed."""
-    args = ctx.probe_args
+    args = ctx.args
     conditional = bool(args.get("conditional"))
-    fn = getattr(reference.load(REFERENCE_FILE), args["function"])
-    g, d = nets.make_nets(args["seed"], conditional)
-    x_real, y_real = nets.make_batch(args["seed"])
+    fn = getattr(reference.load_module(ctx.assignment), args["function"])
+    g, d = fixtures.make_nets(args["seed"], conditional)
+    x_real, y_real = fixtures.make_batch(args["seed"])
     cpu = torch.device("cpu")
     z_t = torch.from_numpy(z).float()
-    a_t = [torch.from_numpy(alpha).float()] if alpha is not None else [torch.full((nets.BATCH,), 0.5)]
+    a_t = [torch.from_numpy(alpha).float()] if alpha is not None else [torch.full((fixtures.BATCH,), 0.5)]
     with reference.replay(randn=[z_t], rand=a_t):
         extra = (y_real,) if conditional else ()
-        d_loss, g_loss = fn(g, d, x_real, *extra, device=cpu)
-    d_grad, _ = flat_grad(d_loss, list(d.parameters()))
-    g_grad, _ = flat_grad(g_loss, list(g.parameters()))
+        result = fn(g, d, x_real, *extra, device=cpu)
+    returns = args.get("returns", "both")
+    d_loss, g_loss = result if returns == "both" else (result, None) if returns == "d" else (None, result)
+    d_grad = flat_grad(d_loss, list(d.parameters()))[0] if d_loss is not None else np.zeros(0)
+    g_grad = flat_grad(g_loss, list(g.parameters()))[0] if g_loss is not None else np.zeros(0)
     terms = _terms(g, d, x_real, y_real if conditional else None, z_t, a_t[0])
-    ev = Evaluation(d_loss.item(), g_loss.item(), d_grad, g_grad, terms)
+    ev = Evaluation(d_loss.item() if d_loss is not None else float("nan"),
+                    g_loss.item() if g_loss is not None else float("nan"), d_grad, g_grad, terms)
     if args.get("penalty"):
         critic = d(g(z_t).detach()).mean() - d(x_real).mean() + LAMBDA * terms["penalty"]
         ev.d_grad_critic_only, _ = flat_grad(critic, list(d.parameters()))
@@ -161,13 +164,15 @@ def _catalogue(kind: str, loss: str, ev: Evaluation) -> list[tuple[str, float]]:
 
 
 def _kind(ctx: CheckContext) -> str:
-    if ctx.probe_args.get("penalty"):
+    """The loss family: the part's ``loss`` arg, else told by the penalty and the function's name."""
+    if ctx.args.get("loss"):
+        return str(ctx.args["loss"])
+    if ctx.args.get("penalty"):
         return "wgan"
-    return "minimax" if "minimax" in ctx.probe_args["function"] else "nonsaturating"
+    return "minimax" if "minimax" in ctx.args["function"] else "nonsaturating"
 
 
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-6 + 1e-4 * abs(b)
+_close = close
 
 
 def _penalty_weight_hint(value: float, ev: Evaluation) -> str | None:
@@ -184,8 +189,8 @@ def _penalty_weight_hint(value: float, ev: Evaluation) -> str | None:
 
 def _label_problem(ctx: CheckContext) -> str | None:
     """Conditional GAN: every call of g and d must use the labels y_real of the batch."""
-    y_real = nets.make_batch(ctx.probe_args["seed"])[1].double().numpy()
-    d = read_draws(ctx.outcome.arrays)
+    y_real = fixtures.make_batch(ctx.args["seed"])[1].double().numpy()
+    d = read_draws(ctx.outputs)
     for call in d.g_calls:
         if len(call) < 2 or call[1].shape != y_real.shape or not np.array_equal(call[1], y_real):
             return "the generator was not given the batch's labels: generate x_fake = g(z, y_real)"
@@ -197,11 +202,12 @@ def _label_problem(ctx: CheckContext) -> str | None:
 
 
 def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
-    """Verdicts for d_loss and g_loss, computed once per part."""
+    """Verdicts for each loss the function returns, computed once per part."""
     if "verdicts" in ctx.cache:
         return ctx.cache["verdicts"]
-    a = ctx.outcome.arrays
+    a = ctx.outputs
     draws = read_draws(a)
+    names = [LOSSES[n][0] for n in losses(ctx)]
     verdicts: dict[str, CheckResult] = {}
     zs = [call[0] for call in draws.g_calls]
     if not zs:
@@ -209,30 +215,32 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
     else:
         common = next((p for p in (z_problem(z) for z in zs) if p), None)
     if common is not None:
-        ctx.cache["verdicts"] = {k: CheckResult(False, common) for k in ("d_loss", "g_loss")}
+        ctx.cache["verdicts"] = {k: CheckResult(False, common) for k in names}
         return ctx.cache["verdicts"]
     alpha, penalty_problem = None, None
-    if ctx.probe_args.get("penalty"):
+    if ctx.args.get("penalty"):
         interp = find_interpolation(ctx)
         alpha, penalty_problem = interp.alpha, interp.problem
         if interp.alpha is not None:
             zs = [zs[interp.z_index]] + [z for k, z in enumerate(zs) if k != interp.z_index]
-    label_hint = _label_problem(ctx) if ctx.probe_args.get("conditional") else None
+    label_hint = _label_problem(ctx) if ctx.args.get("conditional") else None
 
     evals = [_evaluate(ctx, z, alpha) for z in zs]
     kind = _kind(ctx)
-    for loss, net in (("d_loss", "discriminator"), ("g_loss", "generator")):
+    for n in losses(ctx):
+        loss, net = LOSSES[n]
         if loss == "d_loss" and penalty_problem:
             verdicts[loss] = CheckResult(False, penalty_problem)
             continue
         got = a[loss]
         if got.size != 1:
-            verdicts[loss] = CheckResult(False, f"{loss} has shape {tuple(int(s) for s in a[loss + '_shape'])}; expected a scalar")
+            verdicts[loss] = CheckResult(False, f"{loss} has shape {tuple(int(s) for s in a[loss + '_shape'])}; "
+                                                "expected a scalar")
             continue
         value = float(got.item())
         best = min(evals, key=lambda ev: abs(getattr(ev, loss) - value))
         expected = getattr(best, loss)
-        grad, grad_ok = a[f"{loss[0]}_grad"], a[f"{loss[0]}_grad_ok"].item() == 1
+        grad, grad_ok = a[f"{n}_grad"], a[f"{n}_grad_ok"].item() == 1
         ref_grad = best.d_grad if loss == "d_loss" else best.g_grad
         if _close(value, expected) and grad_ok and close_vector(grad, ref_grad):
             verdicts[loss] = CheckResult(True, f"{loss} = {fmt(value)} matches the reference, and so does its gradient")
@@ -254,18 +262,18 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
         hint = label_hint or next((m for m, v in _catalogue(kind, loss, best) if _close(value, v)), None)
         if hint is None and kind == "wgan" and loss == "d_loss":
             hint = _penalty_weight_hint(value, best)
-        verdicts[loss] = CheckResult(False, msg + (f"\nLikely mistake: {hint}." if hint else ""))
+        verdicts[loss] = CheckResult(False, msg, hint=hint or "")
     ctx.cache["verdicts"] = verdicts
     return verdicts
 
 
-@register("gan.d_loss")
+@check("d_loss", probe="loss", reads=reads("d", "g") + DRAWS)
 def d_loss(ctx: CheckContext) -> CheckResult:
     """d_loss and its gradient w.r.t. the discriminator equal the reference on the student's draws."""
     return _analyse(ctx)["d_loss"]
 
 
-@register("gan.g_loss")
+@check("g_loss", probe="loss", reads=reads("d", "g") + DRAWS)
 def g_loss(ctx: CheckContext) -> CheckResult:
     """g_loss and its gradient w.r.t. the generator equal the reference on the student's draws."""
     return _analyse(ctx)["g_loss"]

@@ -1,89 +1,43 @@
-"""Probes for the ``vae`` assignment: the KL, wake, sleep and IWAE functions, and the training loop.
-
-The probe model has the notebook's API (``latent_dim``, ``encode``, ``decode``,
-``encoder_parameters``, ``decoder_parameters``) and records what reaches
-``encode`` and ``decode``: the parent replays those draws into the reference.
+"""Probes of the vae assignment: the KL, wake, sleep and IWAE functions, and the training loop.
 
 Arrays returned:
-    vae_kl:     {case}_value (B,), {case}_grad_mu, {case}_grad_logvar (B*J,) for each case of inputs
-    vae_wake / vae_sleep:  value, value_shape, enc_grad, dec_grad, enc_grad_ok, dec_grad_ok,
-                encode_in{i}, decode_in{i} (what reached the networks, call by call)
-    vae_iwae:   k{k}_value (B,), k{k}_decode_in{i}, k{k}_encode_in{i} for k in (1, 5), and
-                exact_value (B,) on the model where log p(x) is exact
-    vae_train:  dec_steps, enc_steps, both_steps, dec_lr_ok, enc_lr_ok (steps with the right learning
+    kl:     {case}_value (B,), {case}_grad_mu, {case}_grad_logvar (B*J,) for each case of inputs
+    wake / sleep:  value, value_shape, enc_grad, dec_grad, enc_grad_ok, dec_grad_ok,
+            encode_in{i}, decode_in{i} (what reached the networks, call by call)
+    iwae:   k{k}_value (B,), k{k}_decode_in{i}, k{k}_encode_in{i} for k in (1, 5), and
+            exact_value (B,) on the model where log p(x) is exact
+    train:  dec_steps, enc_steps, both_steps, dec_lr_ok, enc_lr_ok (steps with the right learning
                 rate), history_wake, history_sleep (lengths)
 """
 
 import numpy as np
 import torch
-import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .record import flat_grad, seeded_init
+from grader.probing import Out, flat_grad, probe
 
-LATENT = 2
-BATCH = 16
-KS = (1, 5)
+from .fixtures import BATCH, KS, kl_cases, make_images, make_model
 
-
-class ProbeVAE(nn.Module):
-    """A small VAE with the notebook's interface: (B, 784) <-> (B, J)."""
-
-    def __init__(self, latent_dim: int = LATENT, hidden: int = 32, exact: bool = False):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.exact = exact    # encoder = prior and decoder ignores z: log p(x) = log p(x|z) exactly
-        self.enc = nn.Sequential(nn.Linear(784, hidden), nn.Tanh())
-        self.enc_mu = nn.Linear(hidden, latent_dim)
-        self.enc_logvar = nn.Linear(hidden, latent_dim)
-        self.dec = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(), nn.Linear(hidden, 784))
-        self.encode_calls: list[torch.Tensor] = []
-        self.decode_calls: list[torch.Tensor] = []
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.encode_calls.append(x.detach().clone())
-        h = self.enc(x)                                           # (B, hidden)
-        mu, logvar = self.enc_mu(h), self.enc_logvar(h)           # (B, J)
-        if self.exact:
-            return mu * 0, logvar * 0
-        return mu, logvar
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        self.decode_calls.append(z.detach().clone())
-        logits = self.dec(z)                                      # (..., 784)
-        if self.exact:
-            return logits * 0 + self.dec[2].bias                  # the same Bernoulli for every z
-        return logits
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return [*self.enc.parameters(), *self.enc_mu.parameters(), *self.enc_logvar.parameters()]
-
-    def decoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.dec.parameters())
+CALLS = Out(ndim=None, max_ndim=4, max_size=64 * 5 * 784, pattern=True)
 
 
-def make_model(seed: int, exact: bool = False) -> ProbeVAE:
-    """The probe VAE for ``seed`` (the same weights in the worker and in the grader)."""
-    model = ProbeVAE(exact=exact)
-    seeded_init(torch.Generator().manual_seed(seed), model)
-    return model
+def _n_params(which: str) -> int:
+    model = make_model(0)
+    return sum(p.numel() for p in (model.encoder_parameters() if which == "enc" else model.decoder_parameters()))
 
 
-def make_images(seed: int, n: int = BATCH) -> torch.Tensor:
-    """Images (n, 784) with values in [0, 1], mostly near 0 and 1 like MNIST."""
-    gen = torch.Generator().manual_seed(seed + 11)
-    return torch.sigmoid(6 * torch.randn(n, 784, generator=gen))
+PHASE = {"value": Out(max_size=100_000), "value_shape": Out(kind="shape", of="value"),
+         "enc_grad": Out(size=lambda args: (0, _n_params("enc"))), "enc_grad_ok": Out(kind="flag", size=1),
+         "dec_grad": Out(size=lambda args: (0, _n_params("dec"))), "dec_grad_ok": Out(kind="flag", size=1),
+         "encode_in*": CALLS, "decode_in*": CALLS}
 
 
-def kl_cases(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(mu, logvar) of shape (B, J): random, extreme variances, and the prior itself."""
-    gen = torch.Generator().manual_seed(seed + 3)
-    extreme_lv = torch.tensor([[-30.0, 30.0, -12.0], [20.0, -20.0, 0.0], [-40.0, 5.0, 40.0]])
-    return {
-        "random": (2 * torch.randn(8, 3, generator=gen), 2 * torch.randn(8, 3, generator=gen)),
-        "extreme": (torch.tensor([[0.0, 3.0, -50.0], [1e3, 0.0, 0.0], [0.0, -1.0, 2.0]]), extreme_lv),
-        "prior": (torch.zeros(4, 3), torch.zeros(4, 3)),
-    }
+def _kl_outputs() -> dict[str, Out]:
+    out = {}
+    for case, (mu, _) in kl_cases(0).items():
+        out.update({f"{case}_value": Out(max_size=10_000), f"{case}_shape": Out(kind="shape", of=f"{case}_value"),
+                    f"{case}_grad_mu": Out(size=(0, mu.numel())), f"{case}_grad_logvar": Out(size=(0, mu.numel()))})
+    return out
 
 
 def _calls(out: dict, prefix: str, calls: list[torch.Tensor]) -> None:
@@ -97,6 +51,7 @@ def _tensor(value: object, what: str) -> torch.Tensor:
     return value
 
 
+@probe("kl", outputs=_kl_outputs())
 def probe_kl(module: object, args: dict) -> dict[str, np.ndarray]:
     out = {}
     for case, (mu, logvar) in kl_cases(int(args["seed"])).items():
@@ -129,15 +84,20 @@ def _phase(module: object, args: dict, call) -> dict[str, np.ndarray]:
     return out
 
 
+@probe("wake", outputs=PHASE)
 def probe_wake(module: object, args: dict) -> dict[str, np.ndarray]:
     x = make_images(int(args["seed"]))
     return _phase(module, args, lambda model: module.wake_loss(model, x))
 
 
+@probe("sleep", outputs=PHASE)
 def probe_sleep(module: object, args: dict) -> dict[str, np.ndarray]:
     return _phase(module, args, lambda model: module.sleep_loss(model, int(args.get("num_samples", 64))))
 
 
+@probe("iwae", outputs={
+    **{f"k{k}_value": Out(max_size=10_000) for k in KS}, "exact_value": Out(max_size=10_000),
+    **{f"k{k}_{net}_in*": CALLS for k in KS for net in ("decode", "encode")}})
 def probe_iwae(module: object, args: dict) -> dict[str, np.ndarray]:
     seed, out = int(args["seed"]), {}
     x = make_images(seed)
@@ -155,15 +115,8 @@ def probe_iwae(module: object, args: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def exact_log_px(seed: int) -> np.ndarray:
-    """log p(x) on the exact probe model: the decoder ignores z, so it is log p(x|z) for any z."""
-    model, x = make_model(seed, exact=True), make_images(seed)
-    with torch.no_grad():
-        logits = model.decode(torch.zeros(x.shape[0], LATENT))
-        return (-torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
-                .sum(-1)).double().numpy()
-
-
+@probe("train", outputs={key: Out(kind="count", size=1) for key in (
+    "dec_steps", "enc_steps", "both_steps", "dec_lr_ok", "enc_lr_ok", "history_wake", "history_sleep")})
 def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
     """Run train_wake_sleep for one epoch over a few batches and count which networks each step changed."""
     seed = int(args["seed"])
@@ -200,6 +153,3 @@ def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
         out[f"history_{phase}"] = np.asarray([float(len(series))])
     return out
 
-
-PROBES = {"vae_kl": probe_kl, "vae_wake": probe_wake, "vae_sleep": probe_sleep,
-          "vae_iwae": probe_iwae, "vae_train": probe_train}

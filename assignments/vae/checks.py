@@ -1,4 +1,4 @@
-"""Public checks for the ``vae`` assignment: properties that hold for any correct answer.
+"""Public checks of the vae assignment: properties that hold for any correct answer.
 
 Also the parent-side helpers the hidden checks share: the recorded draws, the
 probe model's q(z|x) on them, and the log densities (the formulas are in the
@@ -12,75 +12,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..worker.vae import BATCH, KS, LATENT, exact_log_px, kl_cases, make_images, make_model
-from . import CheckContext, CheckResult, register, register_validator
+from grader.checks import CheckContext, CheckResult, check
+from grader.compare import allclose
 
-N_ENC = sum(p.numel() for p in make_model(0).encoder_parameters())
-N_DEC = sum(p.numel() for p in make_model(0).decoder_parameters())
+from .fixtures import BATCH, KS, LATENT, exact_log_px, kl_cases, make_images, make_model
 
-
-# ------------------------------------------------------------------ schemas
-
-def _vector(a: np.ndarray | None, sizes: tuple[int, ...] | None = None, cap: int = 200_000) -> bool:
-    return a is not None and a.ndim == 1 and a.size <= cap and (sizes is None or a.size in sizes)
-
-
-def _calls_ok(arrays: dict, prefix: str) -> bool:
-    return all(a.ndim <= 4 and a.size <= 64 * 5 * 784 for k, a in arrays.items() if k.startswith(prefix))
-
-
-@register_validator("vae_kl")
-def validate_kl(arrays: dict, args: dict) -> str | None:
-    for case, (mu, _) in kl_cases(args["seed"]).items():
-        if not (_vector(arrays.get(f"{case}_value"), cap=10_000) and _vector(arrays.get(f"{case}_shape"), cap=8)
-                and _vector(arrays.get(f"{case}_grad_mu"), (0, mu.numel()))
-                and _vector(arrays.get(f"{case}_grad_logvar"), (0, mu.numel()))):
-            return f"the {case} case is missing or malformed"
-        if int(np.prod(arrays[f"{case}_shape"])) != arrays[f"{case}_value"].size:
-            return f"{case}_shape does not describe the value"
-    return None
-
-
-@register_validator("vae_wake")
-@register_validator("vae_sleep")
-def validate_phase(arrays: dict, args: dict) -> str | None:
-    if not (_vector(arrays.get("value"), cap=100_000) and _vector(arrays.get("value_shape"), cap=8)):
-        return "the loss value is missing or malformed"
-    if int(np.prod(arrays["value_shape"])) != arrays["value"].size:
-        return "value_shape does not describe the value"
-    for name, n in (("enc", N_ENC), ("dec", N_DEC)):
-        if not _vector(arrays.get(f"{name}_grad"), (0, n)) or arrays.get(f"{name}_grad_ok") is None \
-                or arrays[f"{name}_grad_ok"].shape != (1,) or arrays[f"{name}_grad_ok"][0] not in (0, 1):
-            return f"the {name}oder gradient is missing or malformed"
-    if not (_calls_ok(arrays, "encode_in") and _calls_ok(arrays, "decode_in")):
-        return "recorded inputs are too large"
-    return None
-
-
-@register_validator("vae_iwae")
-def validate_iwae(arrays: dict, args: dict) -> str | None:
-    for k in KS:
-        if not _vector(arrays.get(f"k{k}_value"), cap=10_000):
-            return f"the L_{k} values are missing or malformed"
-        if not (_calls_ok(arrays, f"k{k}_decode_in") and _calls_ok(arrays, f"k{k}_encode_in")):
-            return "recorded inputs are too large"
-    if not _vector(arrays.get("exact_value"), cap=10_000):
-        return "the exact-model value is missing or malformed"
-    return None
-
-
-@register_validator("vae_train")
-def validate_train(arrays: dict, args: dict) -> str | None:
-    for key in ("dec_steps", "enc_steps", "both_steps", "dec_lr_ok", "enc_lr_ok", "history_wake", "history_sleep"):
-        a = arrays.get(key)
-        if a is None or a.shape != (1,) or not np.isfinite(a[0]) or a[0] < 0 or a[0] != round(a[0]):
-            return f"{key} is missing or not a count"
-    return None
-
+KL_KEYS = tuple(f"{c}_{x}" for c in ("random", "extreme", "prior") for x in ("value", "shape", "grad_mu", "grad_logvar"))
+PHASE_KEYS = ("value", "value_shape", "enc_grad", "enc_grad_ok", "dec_grad", "dec_grad_ok", "encode_in*", "decode_in*")
+IWAE_KEYS = (*(f"k{k}_value" for k in KS), "exact_value", *(f"k{k}_{n}_in*" for k in KS for n in ("decode", "encode")))
+TRAIN_KEYS = ("dec_steps", "enc_steps", "both_steps", "dec_lr_ok", "enc_lr_ok", "history_wake", "history_sleep")
 
 # ------------------------------------------------------------------ shared helpers
 
-def calls(arrays: dict, prefix: str) -> list[np.ndarray]:
+def calls(arrays, prefix: str) -> list[np.ndarray]:
     out = []
     for i in range(8):
         if f"{prefix}{i}" not in arrays:
@@ -124,27 +68,27 @@ def _is_standard_normal(eps: np.ndarray) -> str | None:
 
 def iwae_samples(ctx: CheckContext, k: int) -> tuple[torch.Tensor | None, str | None]:
     """The student's k samples per example as (k, B, J), or None and why not."""
-    rows = [a.reshape(-1, LATENT) for a in calls(ctx.outcome.arrays, f"k{k}_decode_in") if a.shape[-1] == LATENT]
+    rows = [a.reshape(-1, LATENT) for a in calls(ctx.outputs, f"k{k}_decode_in") if a.shape[-1] == LATENT]
     if not rows:
         return None, "the decoder was never called: decode z ~ q(z|x) to get log p(x|z)"
     z = torch.from_numpy(np.concatenate(rows)).float()
     if z.shape[0] != k * BATCH:
         return None, (f"the decoder saw {z.shape[0]} latent codes for k={k} and a batch of {BATCH}; "
                       f"expected k * B = {k * BATCH}")
-    x = make_images(ctx.probe_args["seed"])
+    x = make_images(ctx.args["seed"])
     candidates = [z.reshape(k, BATCH, LATENT), z.reshape(BATCH, k, LATENT).transpose(0, 1)]
-    scores = [float((standardised(ctx.probe_args["seed"], x, c) ** 2).mean()) for c in candidates]
+    scores = [float((standardised(ctx.args["seed"], x, c) ** 2).mean()) for c in candidates]
     best = candidates[int(np.argmin([abs(math.log(max(s, 1e-12))) for s in scores]))]
     return best, None
 
 
 # ------------------------------------------------------------------ checks
 
-@register("vae.kl_props")
+@check("kl_props", probe="kl", reads=KL_KEYS)
 def kl_props(ctx: CheckContext) -> CheckResult:
     """One KL per example, finite, non-negative, zero at the prior, with gradients."""
-    a, problems = ctx.outcome.arrays, []
-    for case, (mu, _) in kl_cases(ctx.probe_args["seed"]).items():
+    a, problems = ctx.outputs, []
+    for case, (mu, _) in kl_cases(ctx.args["seed"]).items():
         shape = tuple(int(s) for s in a[f"{case}_shape"])
         if shape != (mu.shape[0],):
             problems.append(f"returned shape {shape} for a batch of {mu.shape[0]}; expected ({mu.shape[0]},): "
@@ -175,26 +119,26 @@ def _phase_problems(a: dict, trains: str, frozen: str, hint: str) -> list[str]:
     return problems
 
 
-@register("vae.wake_props")
+@check("wake_props", probe="wake", reads=PHASE_KEYS)
 def wake_props(ctx: CheckContext) -> CheckResult:
     """Scalar; trains the decoder only; z is a draw from q(z|x)."""
-    a = ctx.outcome.arrays
+    a = ctx.outputs
     problems = _phase_problems(a, "decoder", "encoder", "detach z (the wake phase trains the decoder only)")
     zs = [z for z in calls(a, "decode_in") if z.shape == (BATCH, LATENT)]
     if not zs:
         problems.append(f"the decoder never received z of shape ({BATCH}, {LATENT}) for a batch of {BATCH}")
     else:
-        x = make_images(ctx.probe_args["seed"])
-        why = _is_standard_normal(standardised(ctx.probe_args["seed"], x, torch.from_numpy(zs[0]).float()).numpy())
+        x = make_images(ctx.args["seed"])
+        why = _is_standard_normal(standardised(ctx.args["seed"], x, torch.from_numpy(zs[0]).float()).numpy())
         if why:
             problems.append(f"z should be drawn from q(z|x): {why}")
     return CheckResult(not problems, "\n".join(problems))
 
 
-@register("vae.sleep_props")
+@check("sleep_props", probe="sleep", reads=PHASE_KEYS)
 def sleep_props(ctx: CheckContext) -> CheckResult:
     """Scalar; trains the encoder only; z ~ N(0, I) and binary dreams x ~ Bernoulli(sigmoid(decode(z)))."""
-    a, n = ctx.outcome.arrays, int(ctx.probe_args.get("num_samples", 64))
+    a, n = ctx.outputs, int(ctx.args.get("num_samples", 64))
     problems = _phase_problems(a, "encoder", "decoder",
                                "sample x without gradient (torch.bernoulli, or under torch.no_grad())")
     zs = [z for z in calls(a, "decode_in") if z.shape == (n, LATENT)]
@@ -212,17 +156,17 @@ def sleep_props(ctx: CheckContext) -> CheckResult:
                             "(torch.bernoulli), not the probabilities")
         else:
             with torch.no_grad():
-                p = torch.sigmoid(make_model(ctx.probe_args["seed"]).decode(torch.from_numpy(zs[0]).float()))
+                p = torch.sigmoid(make_model(ctx.args["seed"]).decode(torch.from_numpy(zs[0]).float()))
             if abs(float(x.mean()) - float(p.mean())) > 0.03:
                 problems.append(f"the dreams are not Bernoulli(sigmoid(decode(z))) samples: mean pixel "
                                 f"{x.mean():.3f}, expected about {float(p.mean()):.3f}")
     return CheckResult(not problems, "\n".join(problems))
 
 
-@register("vae.iwae_props")
+@check("iwae_props", probe="iwae", reads=IWAE_KEYS)
 def iwae_props(ctx: CheckContext) -> CheckResult:
     """(B,) and finite; L_1 equals the ELBO on its own draw; L_k = log p(x) where that is exact; k independent draws."""
-    a, seed, problems = ctx.outcome.arrays, ctx.probe_args["seed"], []
+    a, seed, problems = ctx.outputs, ctx.args["seed"], []
     for k in KS:
         v = a[f"k{k}_value"]
         if v.size != BATCH:
@@ -241,11 +185,11 @@ def iwae_props(ctx: CheckContext) -> CheckResult:
             model = make_model(seed)
             log_w = (log_bernoulli(x, model.dec(z1[0])) + log_normal(z1[0], torch.zeros_like(mu), torch.zeros_like(mu))
                      - log_normal(z1[0], mu, logvar)).double().numpy()
-        if not np.allclose(a["k1_value"], log_w, rtol=1e-4, atol=1e-3):
+        if not allclose(a["k1_value"], log_w):
             problems.append("L_1 should equal the single-sample ELBO log p(x, z) - log q(z|x) on its draw "
                             f"(first example: got {a['k1_value'][0]:.3f}, expected {log_w[0]:.3f})")
     exact = exact_log_px(seed)
-    if not np.allclose(a["exact_value"], exact, rtol=1e-5, atol=1e-3):
+    if not allclose(a["exact_value"], exact):
         diff = float(np.mean(a["exact_value"] - exact))
         hint = " (that is log 5: subtract log k)" if abs(diff - math.log(5)) < 1e-2 else ""
         problems.append(f"on a model where log p(x) is exact, L_5 should equal log p(x); it is off by {diff:.4g}{hint}")
@@ -257,10 +201,10 @@ def iwae_props(ctx: CheckContext) -> CheckResult:
     return CheckResult(not problems, "\n".join(problems))
 
 
-@register("vae.train_structure")
+@check("train_structure", probe="train", reads=TRAIN_KEYS)
 def train_structure(ctx: CheckContext) -> CheckResult:
     """Per batch one decoder (wake) step and one encoder (sleep) step, separate optimisers; history per epoch."""
-    a, n = ctx.outcome.arrays, int(ctx.probe_args.get("batches", 3))
+    a, n = ctx.outputs, int(ctx.args.get("batches", 3))
     dec, enc, both = (int(a[k][0]) for k in ("dec_steps", "enc_steps", "both_steps"))
     problems = []
     if both:

@@ -1,4 +1,4 @@
-"""Hidden checks for ``gan1d``: loss values and gradients against the reference; the trained fit."""
+"""Hidden checks of the gan1d assignment: loss values and gradients against the reference; the trained fit."""
 from __future__ import annotations
 
 from statistics import NormalDist
@@ -7,23 +7,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import reference
-from ..worker.gan1d import KINDS, ProbeGenerator, logit_cases
-from . import CheckContext, CheckResult, register
-from .compare import close_vector, compare
+from grader import reference
+from grader.checks import CheckContext, CheckResult, check
+from grader.compare import close, close_vector, compare
 
-REFERENCE_FILE = "gan_1d.ipynb"
+from .checks import LOSS_KEYS
+from .fixtures import KINDS, ProbeGenerator, logit_cases
+
 MU, SIGMA = 4.0, 1.25
 W1_MAX = 1.0   # the reference reaches 0.13-0.55 after 1000 steps over 20 seeds (docs/grading.md)
 
 
 def _reference_values(ctx: CheckContext) -> dict[str, np.ndarray]:
     """The reference's value and gradients for every case, keyed like the probe's arrays."""
-    ref = reference.load(REFERENCE_FILE)
+    ref = reference.load_module(ctx.assignment)
     out: dict[str, np.ndarray] = {}
-    for case, (d_real, d_fake) in logit_cases(ctx.probe_args["seed"]).items():
+    for case, (d_real, d_fake) in logit_cases(ctx.args["seed"]).items():
         r, f = d_real.clone().requires_grad_(True), d_fake.clone().requires_grad_(True)
-        if ctx.probe_args["function"] == "discriminator_loss":
+        if ctx.args["function"] == "discriminator_loss":
             loss = ref.discriminator_loss(r, f)
             gr, gf = torch.autograd.grad(loss, (r, f))
             out.update({f"{case}_value": loss.detach().double().reshape(-1).numpy(),
@@ -57,26 +58,26 @@ def _mistakes(function: str, case: str, seed: int) -> list[tuple[str, str, float
             (f"{case}_nonsaturating_value", "kind='nonsaturating' has the wrong sign", -ns)]
 
 
-@register("gan1d.values")
+@check("values", probe="loss", reads=LOSS_KEYS)
 def values(ctx: CheckContext) -> CheckResult:
     """Every loss value and its gradient w.r.t. the logits equal the reference."""
-    a, ref = ctx.outcome.arrays, _reference_values(ctx)
+    a, ref = ctx.outputs, _reference_values(ctx)
     problems = []
     for key, expected in ref.items():
         got = a[key]
         if "grad" in key:
-            if not close_vector(got, expected, rtol=1e-4):
-                problems.append(compare(key, got, expected, rtol=1e-4, atol=1e-7) or f"{key} differs")
-        elif (msg := compare(key, got, expected, rtol=1e-5, atol=1e-6)) is not None:
+            if not close_vector(got, expected):
+                problems.append(compare(key, got, expected) or f"{key} differs")
+        elif (msg := compare(key, got, expected)) is not None:
             problems.append(msg)
     if not problems:
         return CheckResult(True, "values and gradients match the reference")
-    hints = [m for key, m, v in _mistakes(ctx.probe_args["function"], "typical", ctx.probe_args["seed"])
-             if a[key].size == 1 and abs(a[key][0] - v) <= 1e-5 * max(1.0, abs(v))]
+    hints = [m for key, m, v in _mistakes(ctx.args["function"], "typical", ctx.args["seed"])
+             if a[key].size == 1 and close(a[key][0], v)]
     if any(not np.all(np.isfinite(a[key])) for key in ref):
         hints.insert(0, "the loss is not finite for large logits: compute log D and log(1 - D) with "
                         "F.logsigmoid(h) and F.logsigmoid(-h), not torch.log(torch.sigmoid(h))")
-    return CheckResult(False, "\n".join(problems[:4]) + (f"\nLikely mistake: {hints[0]}." if hints else ""))
+    return CheckResult(False, "\n".join(problems[:4]), hint=hints[0] if hints else "")
 
 
 def w1_to_target(samples: np.ndarray) -> float:
@@ -86,11 +87,11 @@ def w1_to_target(samples: np.ndarray) -> float:
     return float(np.mean(np.abs(np.sort(samples) - q)))
 
 
-@register("gan1d.fit")
+@check("fit", probe="train", reads=("g_params",))
 def fit(ctx: CheckContext) -> CheckResult:
     """After the fixed budget of training, G's samples are close to N(4, 1.25^2) in Wasserstein-1."""
     g = ProbeGenerator()
-    params = torch.from_numpy(ctx.outcome.arrays["g_params"]).float()
+    params = torch.from_numpy(ctx.outputs["g_params"]).float()
     torch.nn.utils.vector_to_parameters(params, g.parameters())
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -98,7 +99,7 @@ def fit(ctx: CheckContext) -> CheckResult:
     if not np.all(np.isfinite(x)):
         return CheckResult(False, "the trained generator outputs NaN or infinite values")
     w1 = w1_to_target(x)
-    summary = (f"after {ctx.probe_args['steps']} generator steps: samples have mean {x.mean():.3f} "
+    summary = (f"after {ctx.args['steps']} generator steps: samples have mean {x.mean():.3f} "
                f"(target {MU}), std {x.std():.3f} (target {SIGMA}); Wasserstein-1 distance {w1:.3f}")
     if w1 <= W1_MAX:
         return CheckResult(True, summary)

@@ -12,11 +12,14 @@ import math
 import numpy as np
 import torch
 
-from .. import reference
-from ..worker.vae import BATCH, LATENT, kl_cases, make_images, make_model
-from . import CheckContext, CheckResult, register
-from .compare import close_vector, compare
-from .vae import (
+from grader import reference
+from grader.checks import CheckContext, CheckResult, check
+from grader.compare import allclose, close, close_vector, compare
+
+from .checks import (
+    IWAE_KEYS,
+    KL_KEYS,
+    PHASE_KEYS,
     calls,
     iwae_props,
     iwae_samples,
@@ -27,13 +30,13 @@ from .vae import (
     sleep_props,
     wake_props,
 )
+from .fixtures import BATCH, LATENT, kl_cases, make_images, make_model
 
-REFERENCE_FILE = "vae_wake_sleep.ipynb"
 LOG_2PI_TERM = 0.5 * LATENT * math.log(2 * math.pi)
 
 
-def _ref():
-    return reference.load(REFERENCE_FILE)
+def _ref(ctx: CheckContext):
+    return reference.load_module(ctx.assignment)
 
 
 def _grads(loss: torch.Tensor, params: list) -> np.ndarray:
@@ -42,8 +45,7 @@ def _grads(loss: torch.Tensor, params: list) -> np.ndarray:
                       for p, g in zip(params, grads)]).double().numpy()
 
 
-def _close(a: float, b: float, rtol: float = 1e-4) -> bool:
-    return abs(a - b) <= 1e-5 + rtol * abs(b)
+_close = close
 
 
 def _requires(public, ctx: CheckContext) -> CheckResult | None:
@@ -53,15 +55,15 @@ def _requires(public, ctx: CheckContext) -> CheckResult | None:
     return None if res.passed else CheckResult(False, res.message)
 
 
-@register("vae.kl_values")
+@check("kl_values", probe="kl", reads=KL_KEYS)
 def kl_values(ctx: CheckContext) -> CheckResult:
     """KL values and gradients equal the closed form, on random and extreme inputs."""
-    if ctx.outcome.arrays["random_value"].size != kl_cases(ctx.probe_args["seed"])["random"][0].shape[0]:
+    if ctx.outputs["random_value"].size != kl_cases(ctx.args["seed"])["random"][0].shape[0]:
         return _requires(kl_props, ctx) or CheckResult(False, "expected one KL per example")
-    a, problems, hint = ctx.outcome.arrays, [], None
-    for case, (mu, logvar) in kl_cases(ctx.probe_args["seed"]).items():
+    a, problems, hint = ctx.outputs, [], None
+    for case, (mu, logvar) in kl_cases(ctx.args["seed"]).items():
         m, lv = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
-        kl = _ref().gaussian_kl(m, lv)
+        kl = _ref(ctx).gaussian_kl(m, lv)
         g_mu, g_lv = torch.autograd.grad(kl.sum(), (m, lv))
         got = a[f"{case}_value"]
         if got.size != kl.numel():
@@ -69,7 +71,7 @@ def kl_values(ctx: CheckContext) -> CheckResult:
                                "per example, shape (B,)")
         for name, g, e in ((f"{case} KL", got, kl.detach()), (f"{case} dKL/dmu", a[f"{case}_grad_mu"], g_mu),
                            (f"{case} dKL/dlogvar", a[f"{case}_grad_logvar"], g_lv)):
-            msg = compare(name, g, e.double().reshape(-1).numpy(), rtol=1e-4, atol=1e-5)
+            msg = compare(name, g, e.double().reshape(-1).numpy())
             if msg:
                 problems.append(msg)
         if case == "random" and problems:
@@ -81,18 +83,18 @@ def kl_values(ctx: CheckContext) -> CheckResult:
                 ("it averages over the latent dimensions instead of summing", ref / mu.shape[1]),
                 ("the sign is flipped", -ref),
             ]
-            hint = next((m for m, v in catalogue if np.allclose(got, v, rtol=1e-4, atol=1e-5)), None)
+            hint = next((m for m, v in catalogue if allclose(got, v)), None)
     if not problems:
         return CheckResult(True, "matches the closed form, also for tiny and huge variances")
-    return CheckResult(False, "\n".join(problems[:4]) + (f"\nLikely mistake: {hint}." if hint else ""))
+    return CheckResult(False, "\n".join(problems[:4]), hint=hint or "")
 
 
-@register("vae.wake_values")
+@check("wake_values", probe="wake", reads=PHASE_KEYS)
 def wake_values(ctx: CheckContext) -> CheckResult:
     """The wake loss and its decoder gradient equal the reference on the student's z."""
     if (failed := _requires(wake_props, ctx)) is not None:
         return failed
-    a, seed = ctx.outcome.arrays, ctx.probe_args["seed"]
+    a, seed = ctx.outputs, ctx.args["seed"]
     zs = [z for z in calls(a, "decode_in") if z.shape == (BATCH, LATENT)]
     if a["value"].size != 1 or not zs:
         return CheckResult(False, "see the public checks: the loss must be a scalar computed from z ~ q(z|x)")
@@ -102,7 +104,7 @@ def wake_values(ctx: CheckContext) -> CheckResult:
     eps = (z - mu) / (0.5 * logvar).exp()
     model = make_model(seed)
     with reference.replay(randn_like=[eps]):
-        loss = _ref().wake_loss(model, x)
+        loss = _ref(ctx).wake_loss(model, x)
     ref_grad = _grads(loss, model.decoder_parameters())
     value = float(a["value"][0])
     with torch.no_grad():
@@ -115,15 +117,15 @@ def wake_values(ctx: CheckContext) -> CheckResult:
                  ("the sign is flipped: minimise -log p(x|z)", -loss.item()),
                  ("it sums over the batch instead of averaging", loss.item() * BATCH)]
     hint = next((m for m, v in catalogue if _close(value, v)), None)
-    return CheckResult(False, msg + (f"\nLikely mistake: {hint}." if hint else ""))
+    return CheckResult(False, msg, hint=hint or "")
 
 
-@register("vae.sleep_values")
+@check("sleep_values", probe="sleep", reads=PHASE_KEYS)
 def sleep_values(ctx: CheckContext) -> CheckResult:
     """The sleep loss and its encoder gradient equal the reference on the student's dreams."""
     if (failed := _requires(sleep_props, ctx)) is not None:
         return failed
-    a, seed, n = ctx.outcome.arrays, ctx.probe_args["seed"], int(ctx.probe_args.get("num_samples", 64))
+    a, seed, n = ctx.outputs, ctx.args["seed"], int(ctx.args.get("num_samples", 64))
     zs = [z for z in calls(a, "decode_in") if z.shape == (n, LATENT)]
     xs = [x for x in calls(a, "encode_in") if x.shape == (n, 784)]
     if a["value"].size != 1 or not zs or not xs:
@@ -131,7 +133,7 @@ def sleep_values(ctx: CheckContext) -> CheckResult:
     z, x = torch.from_numpy(zs[0]).float(), torch.from_numpy(xs[0]).float()
     model = make_model(seed)
     with reference.replay(randn=[z], bernoulli=[x]):
-        loss = _ref().sleep_loss(model, n)
+        loss = _ref(ctx).sleep_loss(model, n)
     ref_grad = _grads(loss, model.encoder_parameters())
     value = float(a["value"][0])
     accepted = (loss.item(), loss.item() - LOG_2PI_TERM)   # with or without the constant of log q
@@ -145,14 +147,13 @@ def sleep_values(ctx: CheckContext) -> CheckResult:
                  ("log q(z|x) ignores the encoder's variance", std_normal),
                  ("it sums over the dreams instead of averaging", loss.item() * n)]
     hint = next((m for m, v in catalogue if _close(value, v)), None)
-    return CheckResult(False, msg + (f"\nLikely mistake: {hint}." if hint else
-                                     "\n(log q(z|x) must be evaluated at the z the dream was decoded from)"))
+    return CheckResult(False, msg, hint=hint or "log q(z|x) must be evaluated at the z the dream was decoded from")
 
 
-@register("vae.iwae_values")
+@check("iwae_values", probe="iwae", reads=IWAE_KEYS)
 def iwae_values(ctx: CheckContext) -> CheckResult:
     """L_k per example equals the reference on the student's own k samples (k = 1 and 5)."""
-    a, seed = ctx.outcome.arrays, ctx.probe_args["seed"]
+    a, seed = ctx.outputs, ctx.args["seed"]
     if not all(np.all(np.isfinite(a[f"k{k}_value"])) and a[f"k{k}_value"].size == BATCH for k in (1, 5)):
         return _requires(iwae_props, ctx) or CheckResult(False, "L_k must be finite, one per example")
     z5, _ = iwae_samples(ctx, 5)
@@ -167,9 +168,9 @@ def iwae_values(ctx: CheckContext) -> CheckResult:
             return CheckResult(False, why)
         eps = (z - mu) / (0.5 * logvar).exp()
         with torch.no_grad(), reference.replay(randn=[eps]):
-            ref = _ref().iwae_bound(make_model(seed), x, k).double().numpy()
+            ref = _ref(ctx).iwae_bound(make_model(seed), x, k).double().numpy()
         got = a[f"k{k}_value"]
-        msg = compare(f"L_{k}", got, ref, rtol=1e-4, atol=1e-3)
+        msg = compare(f"L_{k}", got, ref)
         if msg:
             problems.append(msg)
             with torch.no_grad():
@@ -184,7 +185,7 @@ def iwae_values(ctx: CheckContext) -> CheckResult:
                 ("the prior term log p(z) is missing from the log-weights",
                  (torch.logsumexp(no_prior, 0) - math.log(k)).numpy()),
             ]
-            hint = hint or next((m for m, v in catalogue if np.allclose(got, v, rtol=1e-4, atol=1e-3)), None)
+            hint = hint or next((m for m, v in catalogue if allclose(got, v)), None)
     if not problems:
         return CheckResult(True, "L_1 and L_5 match the reference on your samples")
-    return CheckResult(False, "\n".join(problems) + (f"\nLikely mistake: {hint}." if hint else ""))
+    return CheckResult(False, "\n".join(problems), hint=hint or "")
