@@ -53,8 +53,8 @@ def test_the_zip_holds_setup_run_script_and_the_hidden_material(bundle):
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
         setup = zf.read("setup.sh").decode()
         requirements = zf.read("requirements.txt").decode()
-    assert {"setup.sh", "run_autograder", "requirements.txt", "pyproject.toml", "README.md",
-            "grader/checks/gan_hidden.py", "solutions/codebase/gan.py", "solutions/gan_answers.yaml",
+    assert {"setup.sh", "run_autograder", "requirements.txt", "pyproject.toml", "README.md", "SECURITY.md",
+            "assignments/gan/hidden.py", "solutions/codebase/gan.py", "solutions/gan_answers.yaml",
             "assignments/gan/assignment.yaml", "starter/codebase/utils.py"} <= names
     assert not [n for n in names if "/examples/" in n or "__pycache__" in n or n.startswith("assignments/vae")]
     assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
@@ -92,3 +92,14 @@ def test_a_broken_grader_still_writes_a_valid_results_file(tmp_path, bundle):
     assert staff and "the grader is broken" in staff[0]["output"]
     results = _run(root, python="/nonexistent/python3")   # no interpreter at all: the shell writes it
     assert results["score"] == 0 and results["tests"] == [] and "could not grade" in results["output"]
+
+
+def test_the_split_version_bundle_carries_the_assignment_it_uses(tmp_path):
+    out = tmp_path / "split.zip"
+    build("gan_split", out)
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"assignments/gan_split/assignment.yaml", "assignments/gan/probes.py", "assignments/gan/hidden.py",
+            "solutions/gan_split/codebase/gan.py"} <= names
+    root = _root(tmp_path, out, REPO_ROOT / "assignments" / "gan_split" / "examples" / "ada_correct")
+    results = _run(root)
+    assert results["score"] == 35, [t["output"] for t in results["tests"] if t["status"] == "failed"][:2]

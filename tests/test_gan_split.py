@@ -1,0 +1,59 @@
+"""The current course version of the GAN homework (gan_split): one function per loss, each graded on its
+own loss with gan's diagnoses; a file written for the other version is told where it belongs."""
+import pytest
+
+from conftest import REFERENCE_GAN, shown, write_gan
+from grader.config import load_assignment
+from grader.grade import grade
+from grader.paths import REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "assignments" / "gan_split" / "examples"
+SPLIT = (REPO_ROOT / "solutions" / "gan_split" / "codebase" / "gan.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_assignment("gan_split")
+
+
+def _failed(result, function):
+    return [shown(t) for t in result.tests if t.tags == [function] and not t.passed]
+
+
+@pytest.mark.parametrize("example,score", [("ada_correct", 35), ("ben_minimax_generator", 30),
+                                           ("cleo_older_course_version", 0), ("dora_starter_untouched", 0)])
+def test_the_examples_grade_as_intended(split, example, score):
+    r = grade(split, EXAMPLES / example)
+    assert r.score == score, [shown(t) for t in r.tests if not t.passed and not t.manual][:3]
+
+
+def test_each_function_is_graded_on_its_own_loss_with_the_gan_diagnosis(split):
+    r = grade(split, EXAMPLES / "ben_minimax_generator")
+    [msg] = _failed(r, "loss_nonsaturating_g")
+    assert "your generator loss equals the minimax loss" in msg
+    assert not _failed(r, "loss_nonsaturating_d")
+
+
+def test_the_reference_gets_full_marks_and_the_penalty_without_create_graph_is_named(split, tmp_path):
+    assert grade(split, write_gan(tmp_path / "ref", SPLIT)).score == 35
+    src = SPLIT.replace("x_r, create_graph=True)", "x_r)")
+    r = grade(split, write_gan(tmp_path / "nocg", src))
+    assert r.score == 25
+    assert any("create_graph=True" in m for m in _failed(r, "loss_wasserstein_gp_d"))
+
+
+def test_a_file_of_the_other_version_is_told_which_assignment_it_fits(split, gan_assignment, tmp_path):
+    old = grade(split, write_gan(tmp_path / "old", REFERENCE_GAN))
+    assert old.score == 0
+    assert all("the functions of the gan assignment" in m and "--assignment gan" in m
+               for m in _failed(old, "loss_nonsaturating_d"))
+    new = grade(gan_assignment, write_gan(tmp_path / "new", SPLIT))
+    assert all("the functions of the gan_split assignment" in m for m in _failed(new, "loss_nonsaturating"))
+
+
+def test_grader_check_finds_the_split_version_from_its_folder(capsys):
+    from grader.cli import main
+
+    assert main(["check", str(REPO_ROOT / "starter" / "gan_split")]) == 0
+    out = capsys.readouterr().out
+    assert "grader check: gan_split" in out and "loss_wasserstein_gp_g" in out
