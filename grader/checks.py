@@ -67,7 +67,7 @@ def specs_in(module: Any, hidden: bool) -> dict[str, CheckSpec]:
     return out
 
 
-class UndeclaredOutput(KeyError):
+class UndeclaredOutput(RuntimeError):
     """A check read an output it did not declare in ``reads`` (a bug in the assignment)."""
 
 

@@ -47,6 +47,7 @@ class TestResult:
     hint: str = ""               # the likely mistake, or what to do
     manual: bool = False
     manual_points: float = 0.0   # points a person grades (manual items only)
+    bonus: bool = False          # a manual item's points are extra credit
 
 
 @dataclass
@@ -266,7 +267,7 @@ def _manual(assignment: Assignment) -> list[TestResult]:
     return [TestResult(f"{m.name} (graded by course staff)", m.name.split()[0] if m.name[:1].isdigit() else f"M{i}",
                        ["manual"], 0.0, 0.0, True,
                        f"Graded by hand: {m.points:g} {'bonus ' if m.bonus else ''}points. {m.description}".strip(),
-                       "visible", manual=True, manual_points=m.points)
+                       "visible", manual=True, manual_points=m.points, bonus=m.bonus)
             for i, m in enumerate(assignment.manual, 1)]
 
 

@@ -216,12 +216,13 @@ class InputRecorder:
     recorded in the order of ``forward``'s signature.
     """
 
-    def __init__(self, module: Any) -> None:
+    def __init__(self, module: Any, keep_outputs: bool = False) -> None:
         import inspect
 
         import torch
 
         self.calls: list[tuple] = []
+        self.outputs: list = []       # each call's output, graph kept (with keep_outputs): for d loss / d output
         self._module, original = module, module.forward
         try:
             signature = inspect.signature(original)
@@ -237,10 +238,27 @@ class InputRecorder:
                     values = list(args) + list(kwargs.values())
             self.calls.append(tuple(v.detach().clone() if isinstance(v, torch.Tensor) else torch.as_tensor(v)
                                     for v in values if v is not None))
-            return original(*args, **kwargs)
+            result = original(*args, **kwargs)
+            if keep_outputs:
+                self.outputs.append(result)
+            return result
 
         module.forward = forward
 
     def remove(self) -> None:
         """Stop recording (the module's own forward is used again)."""
         self._module.__dict__.pop("forward", None)
+
+    def output_grads(self, loss: Any, limit: int = 8) -> list:
+        """d loss / d output of each of the first ``limit`` calls (None where the loss does not depend on it)."""
+        import torch
+
+        outs = [o for o in self.outputs[:limit]]
+        usable = [i for i, o in enumerate(outs) if isinstance(o, torch.Tensor) and o.requires_grad]
+        grads: list = [None] * len(outs)
+        if usable and isinstance(loss, torch.Tensor) and loss.requires_grad and loss.numel() == 1:
+            found = torch.autograd.grad(loss.reshape(()), [outs[i] for i in usable], retain_graph=True,
+                                        allow_unused=True)
+            for i, g in zip(usable, found):
+                grads[i] = g
+        return grads

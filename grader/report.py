@@ -26,20 +26,24 @@ def results_json(result: GradeResult) -> dict:
     """The whole Gradescope schema in one place."""
     tests = []
     for t in result.tests:
+        if t.manual:   # graded by a person later: not a test that passed or failed (listed in "output")
+            continue
         tests.append({
             "name": t.name, "number": t.number, "score": round(t.score, 4), "max_score": t.max_score,
             "status": "passed" if t.passed else "failed", "output": test_output(t),
             "visibility": t.visibility, "tags": t.tags,
-            **({"extra_data": {"manual_points": t.manual_points}} if t.manual else {}),
         })
     for i, err in enumerate(result.grader_errors, 1):
         tests.append({"name": f"Autograder error {i} (staff only)", "score": 0, "max_score": 0,
                       "status": "failed", "output": err, "visibility": "hidden", "tags": ["grader"]})
     lines = [f"dgm-harness {__version__}, assignment {result.assignment}: "
              f"{result.score:g} / {result.max_score:g} points graded automatically."]
-    manual = sum(t.manual_points for t in result.tests)
+    manual = [t for t in result.tests if t.manual]
     if manual:
-        lines.append(f"{manual:g} more points are graded by course staff.")
+        lines.append(f"{sum(t.manual_points for t in manual if not t.bonus):g} more points are graded by course "
+                     "staff (not yet graded): " + "; ".join(
+                         f"{t.name.removesuffix(' (graded by course staff)')} "
+                         f"({t.manual_points:g}{' bonus' if t.bonus else ''})" for t in manual) + ".")
     lines += result.problems
     if result.layers:
         lines.append("Isolation: " + "; ".join(result.layers) + ".")

@@ -280,7 +280,7 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
     d_loss = d(x_fake).mean() - d(x_real).mean() + 1 * penalty
     g_loss = -d(x_fake).mean()
     return d_loss, g_loss
-''', False, True, "lambda = 1"),
+''', False, True, "weight lambda is 1;"),
     Variant("wgan_sigmoid_on_critic", WG, '''
 def loss_wasserstein_gp(g, d, x_real, *, device):
     B = x_real.shape[0]
@@ -306,6 +306,51 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
     g_loss = d(x_fake).mean()
     return d_loss, g_loss
 ''', True, False, "sign is flipped"),
+    # ------------------------------------------------------------ styles and mistakes from real student code
+    Variant("forward_calls", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    x_fake = g.forward(z)
+    d_loss = -F.logsigmoid(d.forward(x_real)).mean() - F.logsigmoid(-d.forward(x_fake.detach())).mean()
+    g_loss = -F.logsigmoid(d.forward(x_fake)).mean()
+    return d_loss, g_loss
+''', True, True),
+    Variant("forward_calls_labels_by_keyword", CN, '''
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    x_fake = g.forward(z, y=y_real)
+    d_loss = F.softplus(-d.forward(x_real, y=y_real)).mean() + F.softplus(d.forward(x_fake, y=y_real)).mean()
+    g_loss = F.softplus(-d.forward(x_fake, y=y_real)).mean()
+    return d_loss, g_loss
+''', True, True),
+    Variant("logsigmoid_of_one_minus_logit", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    h_real, h_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(h_real).mean() - F.logsigmoid(1 - h_fake).mean()
+    g_loss = -F.logsigmoid(h_fake).mean()
+    return d_loss, g_loss
+''', False, True, "fake-sample term of d_loss is a different function of the logit h: yours is -E[logsigmoid(1 - h)]"),
+    Variant("generator_pushes_fakes_down", MM, '''
+def loss_minimax(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    h_real, h_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(h_real).mean() - F.logsigmoid(-h_fake).mean()
+    g_loss = -torch.log(1 - torch.sigmoid(h_fake)).mean()
+    return d_loss, g_loss
+''', True, False, "generator term of g_loss"),
+    Variant("wgan_per_pixel_norm", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_hat = (alpha * x_fake.detach() + (1 - alpha) * x_real).requires_grad_(True)
+    grad = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)[0]
+    gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake.detach()).mean() - d(x_real).mean() + 10 * gp
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "the penalty takes the norm per pixel"),
 ]
 
 

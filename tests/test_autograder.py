@@ -70,6 +70,9 @@ def test_run_autograder_grades_a_real_submission(tmp_path, bundle):
     assert len([t for t in results["tests"] if "manual" not in t["tags"]]) == 24
     assert all({"name", "score", "max_score", "output", "visibility"} <= set(t) for t in results["tests"])
     assert "dgm-harness" in results["output"]
+    assert not [t for t in results["tests"] if "manual" in t["tags"]]   # staff items are not tests with a status
+    assert "92 more points are graded by course staff (not yet graded)" in results["output"]
+    assert "7.2 Creative adversarial networks: multi-class cross-entropy (bonus) (10 bonus)" in results["output"]
 
 
 def test_a_wrong_submission_loses_only_its_parts(tmp_path, bundle):

@@ -16,13 +16,15 @@ import torch.nn.functional as F
 
 from grader import reference
 from grader.checks import CheckContext, CheckResult, check
-from grader.compare import close, close_vector, compare, fmt
-from grader.probing import flat_grad
+from grader.compare import close, close_vector, compare, fmt, relative_error
+from grader.probing import InputRecorder, flat_grad
 
 from . import fixtures
-from .checks import DRAWS, LOSSES, find_interpolation, losses, read_draws, reads, z_problem
+from .checks import DRAWS, LOSSES, fakes, find_interpolation, losses, read_draws, reads, z_problem
+from .diagnose import Terms, compare_terms, explain_penalty, split_terms
 
 LAMBDA = 10.0
+LOGITS = ("d_out*", "d_dh*", "g_dh*")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Evaluation:
     g_grad: np.ndarray
     terms: dict[str, float]      # d_real/d_fake means and penalty variants, for the mistake catalogue
     d_grad_critic_only: np.ndarray | None = None
+    by_logit: dict[str, Terms] | None = None   # each loss, term by term (diagnose.py)
 
 
 def _evaluate(ctx: CheckContext, z: np.ndarray, alpha: np.ndarray | None) -> Evaluation:
@@ -47,16 +50,28 @@ def _evaluate(ctx: CheckContext, z: np.ndarray, alpha: np.ndarray | None) -> Eva
     cpu = torch.device("cpu")
     z_t = torch.from_numpy(z).float()
     a_t = [torch.from_numpy(alpha).float()] if alpha is not None else [torch.full((fixtures.BATCH,), 0.5)]
+    recorder = InputRecorder(d, keep_outputs=True)
     with reference.replay(randn=[z_t], rand=a_t):
         extra = (y_real,) if conditional else ()
         result = fn(g, d, x_real, *extra, device=cpu)
+    recorder.remove()
     returns = args.get("returns", "both")
     d_loss, g_loss = result if returns == "both" else (result, None) if returns == "d" else (None, result)
+    with torch.no_grad():
+        fake = (g(z_t, y_real) if conditional else g(z_t)).double().numpy()
+    by_logit = {}
+    for name, loss in (("d_loss", d_loss), ("g_loss", g_loss)):
+        if loss is not None:
+            calls = [(x[0].double().numpy(), h.detach().double().reshape(-1).numpy(),
+                      np.zeros(0) if dh is None else dh.double().reshape(-1).numpy())
+                     for x, h, dh in zip(recorder.calls, recorder.outputs, recorder.output_grads(loss))]
+            by_logit[name] = split_terms(calls, x_real.double().numpy(), [fake])
     d_grad = flat_grad(d_loss, list(d.parameters()))[0] if d_loss is not None else np.zeros(0)
     g_grad = flat_grad(g_loss, list(g.parameters()))[0] if g_loss is not None else np.zeros(0)
     terms = _terms(g, d, x_real, y_real if conditional else None, z_t, a_t[0])
     ev = Evaluation(d_loss.item() if d_loss is not None else float("nan"),
-                    g_loss.item() if g_loss is not None else float("nan"), d_grad, g_grad, terms)
+                    g_loss.item() if g_loss is not None else float("nan"), d_grad, g_grad, terms,
+                    by_logit=by_logit)
     if args.get("penalty"):
         critic = d(g(z_t).detach()).mean() - d(x_real).mean() + LAMBDA * terms["penalty"]
         ev.d_grad_critic_only, _ = flat_grad(critic, list(d.parameters()))
@@ -87,6 +102,7 @@ def _terms(g, d, x_real, y_real, z, alpha) -> dict[str, float]:
         t["penalty"] = ((norms - 1) ** 2).mean().item()
         t["penalty_squared_norm"] = ((norms ** 2 - 1) ** 2).mean().item()
         t["penalty_batch_norm"] = ((grad.double().norm() - 1) ** 2).item()
+        t["penalty_per_pixel"] = ((grad.double().norm(2, dim=1) - 1) ** 2).mean().item()
         t["penalty_sum"] = ((norms - 1) ** 2).sum().item()
         t["penalty_one_sided"] = (torch.clamp(norms - 1, min=0) ** 2).mean().item()
         (grad_sig,) = torch.autograd.grad(torch.sigmoid(d(x_hat)).sum(), x_hat)
@@ -221,11 +237,16 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
     if ctx.args.get("penalty"):
         interp = find_interpolation(ctx)
         alpha, penalty_problem = interp.alpha, interp.problem
-        if interp.alpha is not None:
-            zs = [zs[interp.z_index]] + [z for k, z in enumerate(zs) if k != interp.z_index]
     label_hint = _label_problem(ctx) if ctx.args.get("conditional") else None
+    evals: dict[int, Evaluation] = {}
 
-    evals = [_evaluate(ctx, z, alpha) for z in zs]
+    def ev(k: int) -> Evaluation:
+        if k not in evals:
+            evals[k] = _evaluate(ctx, zs[k], alpha)
+        return evals[k]
+
+    x_real = fixtures.make_batch(ctx.args["seed"])[0].double().numpy()
+    calls = [(a[f"d_in{i}_0"], a.get(f"d_out{i}", np.zeros(0)), None) for i in range(len(draws.d_calls))]
     kind = _kind(ctx)
     for n in losses(ctx):
         loss, net = LOSSES[n]
@@ -238,7 +259,11 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
                                                 "expected a scalar")
             continue
         value = float(got.item())
-        best = min(evals, key=lambda ev: abs(getattr(ev, loss) - value))
+        mine = split_terms([(x, h, a.get(f"{n}_dh{i}", np.zeros(0))) for i, (x, h, _) in enumerate(calls)],
+                           x_real, fakes(ctx))
+        k = mine.draw()   # the draw this loss used: its expected value is the reference's on that draw
+        best = ev(k) if k is not None else min((ev(j) for j in range(len(zs))),
+                                               key=lambda e: abs(getattr(e, loss) - value))
         expected = getattr(best, loss)
         grad, grad_ok = a[f"{n}_grad"], a[f"{n}_grad_ok"].item() == 1
         ref_grad = best.d_grad if loss == "d_loss" else best.g_grad
@@ -255,25 +280,40 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
                        "compute the input gradient with torch.autograd.grad(..., create_graph=True)")
             else:
                 msg = (f"{loss} has the right value but its gradient w.r.t. the {net}'s parameters differs "
-                       f"from the reference (relative error {np.linalg.norm(grad - ref_grad) / max(np.linalg.norm(ref_grad), 1e-12):.3g})")
+                       f"from the reference (relative error {relative_error(grad, ref_grad):.3g})")
             verdicts[loss] = CheckResult(False, msg)
             continue
         msg = compare(loss, got, np.asarray([expected])) or f"{loss} differs from the reference"
-        hint = label_hint or next((m for m, v in _catalogue(kind, loss, best) if _close(value, v)), None)
-        if hint is None and kind == "wgan" and loss == "d_loss":
-            hint = _penalty_weight_hint(value, best)
-        verdicts[loss] = CheckResult(False, msg, hint=hint or "")
+        verdicts[loss] = CheckResult(False, msg, hint=_hint(kind, loss, value, best, mine, k, label_hint) or "")
     ctx.cache["verdicts"] = verdicts
     return verdicts
 
 
-@check("d_loss", probe="loss", reads=reads("d", "g") + DRAWS)
+def _hint(kind: str, loss: str, value: float, best: Evaluation, mine: Terms, k: int | None,
+          label_hint: str | None) -> str | None:
+    """The likely mistake, worked out term by term from the logits (diagnose.py); headed by the name of
+    a familiar whole-loss mistake when the value is exactly one (evaluated on the same draws)."""
+    if label_hint:
+        return label_hint
+    term = compare_terms(loss, mine, best.by_logit[loss], k) if best.by_logit and loss in best.by_logit else None
+    if term is None and kind == "wgan" and loss == "d_loss" and "penalty" in best.terms and k is not None:
+        penalty = value - (best.d_loss - LAMBDA * best.terms["penalty"])   # the critic terms agree
+        term = explain_penalty(penalty, best.terms, LAMBDA)
+    named = next((m for m, v in _catalogue(kind, loss, best) if _close(value, v)), None)
+    if named is None and term is None and kind == "wgan" and loss == "d_loss":
+        named = _penalty_weight_hint(value, best)
+    if named and term and term not in named:
+        return f"{named} ({term})"
+    return named or term
+
+
+@check("d_loss", probe="loss", reads=reads("d", "g") + DRAWS + LOGITS)
 def d_loss(ctx: CheckContext) -> CheckResult:
     """d_loss and its gradient w.r.t. the discriminator equal the reference on the student's draws."""
     return _analyse(ctx)["d_loss"]
 
 
-@check("g_loss", probe="loss", reads=reads("d", "g") + DRAWS)
+@check("g_loss", probe="loss", reads=reads("d", "g") + DRAWS + LOGITS)
 def g_loss(ctx: CheckContext) -> CheckResult:
     """g_loss and its gradient w.r.t. the generator equal the reference on the student's draws."""
     return _analyse(ctx)["g_loss"]

@@ -9,6 +9,9 @@ returns, for each loss it got (all float64):
     d_grad, g_grad            d d_loss/d phi and d g_loss/d theta, flattened over parameters
     d_grad_ok, g_grad_ok      1 when the loss is connected to those parameters, else 0
     g_in{i}_{j}, d_in{i}_{j}  input j of the i-th call of g or d (z or x, then labels y)
+    d_out{i}                  the logits of the i-th call of d
+    d_dh{i}, g_dh{i}          d d_loss / d d_out{i} and d g_loss / d d_out{i}: how each loss depends on each
+                              logit, which tells its terms apart (empty when it does not depend on that call)
 """
 import numpy as np
 import torch
@@ -50,6 +53,9 @@ def _as_tensor(value: object, name: str) -> torch.Tensor:
     **_loss_outputs("d"), **_loss_outputs("g"),
     "g_in*": Out(ndim=None, max_ndim=4, max_size=10 * fixtures.BATCH * 28 * 28, pattern=True),
     "d_in*": Out(ndim=None, max_ndim=4, max_size=10 * fixtures.BATCH * 28 * 28, pattern=True),
+    "d_out*": Out(max_size=10 * fixtures.BATCH * fixtures.NUM_CLASSES, pattern=True),
+    "d_dh*": Out(max_size=10 * fixtures.BATCH * fixtures.NUM_CLASSES, pattern=True),
+    "g_dh*": Out(max_size=10 * fixtures.BATCH * fixtures.NUM_CLASSES, pattern=True),
 })
 def probe_loss(module: object, args: dict) -> dict[str, np.ndarray]:
     """Run ``module.<function>(g, d, x_real[, y_real], device=cpu)`` on the probe nets."""
@@ -58,7 +64,7 @@ def probe_loss(module: object, args: dict) -> dict[str, np.ndarray]:
     seed = int(args["seed"])
     g, d = fixtures.make_nets(seed, conditional)
     x_real, y_real = fixtures.make_batch(seed)
-    g_rec, d_rec = InputRecorder(g), InputRecorder(d)
+    g_rec, d_rec = InputRecorder(g), InputRecorder(d, keep_outputs=True)
 
     torch.manual_seed(seed + 1)  # the student's own draws start here
     device = torch.device("cpu")
@@ -92,4 +98,10 @@ def probe_loss(module: object, args: dict) -> dict[str, np.ndarray]:
         for i, call in enumerate(rec.calls[:MAX_CALLS]):
             for j, arg in enumerate(call[:2]):
                 out[f"{name}_in{i}_{j}"] = arg.double().numpy()
+    for i, h in enumerate(d_rec.outputs[:MAX_CALLS]):
+        if isinstance(h, torch.Tensor):
+            out[f"d_out{i}"] = h.detach().double().reshape(-1).numpy()
+    for name, loss in losses.items():
+        for i, grad in enumerate(d_rec.output_grads(loss, MAX_CALLS)):
+            out[f"{name}_dh{i}"] = np.zeros(0) if grad is None else grad.double().reshape(-1).numpy()
     return out
