@@ -262,3 +262,80 @@ class InputRecorder:
             for i, g in zip(usable, found):
                 grads[i] = g
         return grads
+
+
+class UpdateRecorder:
+    """What each optimiser step really changed, while a student's training loop runs.
+
+    Args:
+        nets: name -> the parameters of one network (e.g. {"g": list(G.parameters()), ...})
+
+    Per step it records which networks' parameter *values* changed (a step with
+    a learning rate of 0 changes nothing, however often it runs), and, per
+    network updated, whether the gradient it used held more than the last
+    backward pass through that network (an earlier loss's gradient left in
+    ``.grad``, e.g. the discriminator's loss in the generator's update). A
+    network's last parameter is watched for backward passes: it receives a
+    gradient in every backward pass through the network.
+
+    Use as a context manager; read :attr:`steps` (frozenset of names changed ->
+    count), :attr:`backward` (name -> passes), :attr:`mixed` (name -> updates
+    with mixed gradients), :attr:`lrs` (name -> learning rates of the steps
+    that changed it).
+    """
+
+    def __init__(self, nets: dict[str, list]) -> None:
+        self.nets = {name: list(params) for name, params in nets.items()}
+        self.steps: dict[frozenset, int] = {}
+        self.backward = {name: 0 for name in self.nets}
+        self.mixed = {name: 0 for name in self.nets}
+        self.lrs: dict[str, list[float]] = {name: [] for name in self.nets}
+        self._last: dict[str, Any] = {}
+        self._before: dict[str, list] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> UpdateRecorder:
+        from torch.optim.optimizer import (
+            register_optimizer_step_post_hook,
+            register_optimizer_step_pre_hook,
+        )
+
+        for name, params in self.nets.items():
+            self._handles.append(params[-1].register_hook(self._on_backward(name)))
+        self._handles += [register_optimizer_step_pre_hook(self._pre), register_optimizer_step_post_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _on_backward(self, name: str):
+        def hook(grad: Any) -> None:
+            self.backward[name] += 1
+            self._last[name] = grad.detach().clone()
+        return hook
+
+    def _pre(self, optimizer: Any, _args: Any, _kwargs: Any) -> None:
+        import torch
+
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        self._before = {name: [p.detach().clone() for p in params] for name, params in self.nets.items()}
+        for name, params in self.nets.items():
+            watched = params[-1]
+            if id(watched) in owned and watched.grad is not None and name in self._last:
+                if not torch.allclose(watched.grad, self._last[name], rtol=1e-5, atol=1e-8):
+                    self.mixed[name] += 1
+
+    def _post(self, optimizer: Any, _args: Any, _kwargs: Any) -> None:
+        import torch
+
+        changed = frozenset(name for name, params in self.nets.items()
+                            if any(not torch.equal(p.detach(), b) for p, b in zip(params, self._before[name])))
+        self.steps[changed] = self.steps.get(changed, 0) + 1
+        lrs = {float(g.get("lr", -1)) for g in optimizer.param_groups}
+        for name in changed:
+            self.lrs[name] += sorted(lrs)
+
+    def count(self, *names: str) -> int:
+        """Steps that changed exactly the networks ``names`` (none: steps that changed nothing)."""
+        return self.steps.get(frozenset(names), 0)

@@ -9,6 +9,7 @@ from catalogue import V
 ALL_D = {"gan1d.finite", "gan1d.values"}
 ALL_G = {"gan1d.finite", "gan1d.vanishing", "gan1d.values"}
 ALL_T = {"gan1d.train_structure", "gan1d.fit"}
+FIT_OF_D_LOSS_IN_G = {"gan1d.fit"}   # measured: it still fits in 1000 steps
 
 
 
@@ -89,7 +90,7 @@ def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callb
             callback(step, G, D)
     return history
 ''', ALL_T),
-    V("train_d_loss_flows_into_g", "train", '''
+    V("train_not_detached_but_zeroed", "train", '''
 def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -108,7 +109,7 @@ def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callb
         history["d_loss"].append(d_loss.item())
         history["g_loss"].append(g_loss.item())
     return history
-''', {"gan1d.fit"}, "must not flow into G"),
+''', ALL_T),   # the statement's aim holds: D's loss never changes G (its gradients are zeroed first)
     V("train_never_steps_g", "train", '''
 def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -170,4 +171,55 @@ def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callb
         opt_g.step()
     return {"d_loss": [], "g_loss": []}
 ''', {"gan1d.train_structure"}, "Wasserstein-1"),
+    V("train_d_loss_in_g_update", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    for step in range(steps):
+        opt_g.zero_grad()                                   # too early: D's loss reaches G's update
+        for _ in range(k):
+            x_fake = G(sample_noise(batch_size))
+            d_loss = discriminator_loss(D(sample_data(batch_size)), D(x_fake))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        g_loss = generator_loss(D(G(sample_noise(batch_size))), kind)
+        g_loss.backward()
+        opt_g.step()
+    return {"d_loss": [], "g_loss": []}
+''', FIT_OF_D_LOSS_IN_G, "also used the gradient of the discriminator's loss"),
+    V("train_learning_rate_zero", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    opt_g = torch.optim.Adam(G.parameters(), lr=0.0, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=0.0, betas=(0.5, 0.999))
+    for step in range(steps):
+        for _ in range(k):
+            d_loss = discriminator_loss(D(sample_data(batch_size)), D(G(sample_noise(batch_size)).detach()))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        g_loss = generator_loss(D(G(sample_noise(batch_size))), kind)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    return {"d_loss": [], "g_loss": []}
+''', set(), ""),   # messages: tests/test_gan1d.py::test_no_training_is_named
+    V("train_constant_generator", "train", '''
+def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
+    with torch.no_grad():                                   # no training: G always outputs the target mean
+        for p in G.parameters():
+            p.zero_()
+        list(G.parameters())[-1].fill_(4.0)
+    opt_g = torch.optim.SGD(G.parameters(), lr=0.0)
+    opt_d = torch.optim.SGD(D.parameters(), lr=0.0)
+    for step in range(steps):
+        for _ in range(k):
+            opt_d.zero_grad()
+            discriminator_loss(D(sample_data(batch_size)), D(G(sample_noise(batch_size)).detach())).backward()
+            opt_d.step()
+        opt_g.zero_grad()
+        generator_loss(D(G(sample_noise(batch_size))), kind).backward()
+        opt_g.step()
+    return {"d_loss": [], "g_loss": []}
+''', set(), ""),
 ]

@@ -53,7 +53,7 @@ def loss_nonsaturating(g, d, x_real, *, device):
     d_loss = -(torch.log(p_real).mean() + torch.log(1 - p_fake).mean())
     g_loss = -torch.log(p_fake).mean()
     return d_loss, g_loss
-''', True, True),
+''', False, True, "not finite when the discriminator's logits reach about +-200"),   # the stability policy
     Variant("bce_on_probabilities", NS, '''
 def loss_nonsaturating(g, d, x_real, *, device):
     B = len(x_real)
@@ -122,6 +122,15 @@ def loss_minimax(g, d, x_real, *, device):
     d_real, d_fake = d(x_real), d(g(z))
     d_loss = -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
     g_loss = -F.softplus(d_fake).mean()
+    return d_loss, g_loss
+''', False, True, "not finite when the discriminator's logits reach about +-200"),   # the stability policy
+    Variant("minimax_bce_with_logits", MM, '''
+def loss_minimax(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    bce = F.binary_cross_entropy_with_logits
+    d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+    g_loss = -bce(d_fake, torch.zeros_like(d_fake))      # E[log(1 - D(G(z)))]
     return d_loss, g_loss
 ''', True, True),
     Variant("nonsaturating_as_minimax", MM, '''

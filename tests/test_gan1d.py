@@ -79,3 +79,19 @@ def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "Wasserstein-1 distance" in text
     assert os.environ["SMOKE"] == "1"
+
+
+def test_no_training_is_named(assignment, tmp_path):
+    """Steps that change nothing, and a generator fixed to the target's mean, fail with their reason."""
+    from conftest import shown
+
+    v = {x.name: x for x in VARIANTS}
+    nb = REFERENCE
+    for name, structure, fit in (("train_learning_rate_zero", "changed no parameter", "the mean should be"),
+                                 ("train_constant_generator", "changed no parameter", "spread should be")):
+        path = tmp_path / f"{name}.ipynb"
+        path.write_text(replace_function(nb, "train", v[name].source))
+        r = grade(assignment, path)
+        texts = {t.name.split(": ", 1)[1][:10]: shown(t) for t in r.tests if t.tags == ["train"]}
+        assert structure in next(x for k, x in texts.items() if k.startswith("k D")), texts
+        assert fit in next(x for k, x in texts.items() if k.startswith("1000")), texts

@@ -65,6 +65,14 @@ def wake_loss(model, x):
     mu, _ = model.encode(x)
     return -log_bernoulli(x, model.decode(mu.detach())).mean()
 ''', set(), "mean itself"),
+    V("wake_log_of_sigmoid", "wake_loss", '''
+def wake_loss(model, x):
+    mu, logvar = model.encode(x)
+    z = (mu + (0.5 * logvar).exp() * torch.randn_like(mu)).detach()
+    p = torch.sigmoid(model.decode(z))
+    log_px_z = (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(1)
+    return -log_px_z.mean()
+''', set(), "not finite when the decoder's logits are a few hundred"),   # the stability policy
     V("wake_mean_over_pixels", "wake_loss", '''
 def wake_loss(model, x):
     mu, logvar = model.encode(x)
@@ -215,4 +223,27 @@ def train_wake_sleep(model, loader, epochs, lr_wake=LR_WAKE, lr_sleep=LR_SLEEP, 
         history["sleep"].append(0.0)
     return history
 ''', set(), "sleep (encoder) step"),
+    # ------------------------------------------------------------ no training, no KL
+    V("kl_returns_zeros", "gaussian_kl", '''
+def gaussian_kl(mu, logvar):
+    return torch.zeros(mu.shape[0]) + 0 * (mu + logvar).sum(dim=1)
+''', set(), "KL(q || p) > 0 unless q = p"),
+    V("train_steps_with_learning_rate_zero", "train_wake_sleep", '''
+def train_wake_sleep(model, loader, epochs, lr_wake=LR_WAKE, lr_sleep=LR_SLEEP, eval_fn=None):
+    history = {"wake": [], "sleep": [], "eval": []}
+    opt_w = torch.optim.Adam(model.decoder_parameters(), lr=0.0)
+    opt_s = torch.optim.Adam(model.encoder_parameters(), lr=0.0)
+    for epoch in range(epochs):
+        for x, _ in loader:
+            x = x.view(-1, 784)
+            opt_w.zero_grad()
+            wake_loss(model, x).backward()
+            opt_w.step()
+            opt_s.zero_grad()
+            sleep_loss(model, len(x)).backward()
+            opt_s.step()
+        history["wake"].append(0.0)
+        history["sleep"].append(0.0)
+    return history
+''', set(), "changed no parameter"),
 ]

@@ -26,7 +26,12 @@ def losses(ctx: CheckContext) -> list[str]:
 
 def reads(*names: str) -> tuple[str, ...]:
     """The outputs of the loss probe about losses ``names`` (``d``, ``g``)."""
-    return tuple(f"{n}_{suffix}" for n in names for suffix in ("loss", "loss_shape", "grad", "grad_ok"))
+    return tuple(f"{n}_{suffix}" for n in names for suffix in ("loss", "loss_shape", "grad", "grad_ok", "extreme"))
+
+
+UNSTABLE = ("{loss} is not finite when the discriminator's logits reach about +-200, as a confident "
+            "discriminator's do in training (the numerical stability policy of the statement): compute log D and "
+            "log(1 - D) from the logits with F.logsigmoid(h) and F.logsigmoid(-h), not torch.log(torch.sigmoid(h))")
 
 
 @dataclass
@@ -155,8 +160,9 @@ def _scalar_problem(arrays, name: str) -> str | None:
 
 @check("scalars", probe="loss", reads=reads("d", "g"))
 def scalars(ctx: CheckContext) -> CheckResult:
-    """Every loss returned is a finite scalar tensor."""
+    """Every loss returned is a finite scalar tensor, also at extreme logits."""
     problems = [p for p in (_scalar_problem(ctx.outputs, LOSSES[n][0]) for n in losses(ctx)) if p]
+    problems += [UNSTABLE.format(loss=LOSSES[n][0]) for n in losses(ctx) if ctx.outputs[f"{n}_extreme"][0] != 1]
     return CheckResult(not problems, "\n".join(problems))
 
 

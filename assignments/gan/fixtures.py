@@ -52,13 +52,16 @@ class ProbeDiscriminator(nn.Module):
         return out.squeeze(1)                                # (B,)
 
 
-def make_nets(seed: int, conditional: bool) -> tuple[ProbeGenerator, ProbeDiscriminator]:
-    """The probe pair for ``seed``; weights scaled so logits span both signs."""
+EXTREME_LOGIT_SCALE = 60.0   # logits of about +-200, as a confident discriminator's in training
+
+
+def make_nets(seed: int, conditional: bool, logit_scale: float = 1.0) -> tuple[ProbeGenerator, ProbeDiscriminator]:
+    """The probe pair for ``seed``; weights scaled so logits span both signs (and ``logit_scale`` times that)."""
     c = NUM_CLASSES if conditional else 0
     g, d = ProbeGenerator(DIM_Z, c), ProbeDiscriminator(c)
     seeded_init(torch.Generator().manual_seed(seed), g, d)
     with torch.no_grad():
-        d.fc2.weight.mul_(4.0)  # logits of a few units: losses far from their values at 0
+        d.fc2.weight.mul_(4.0 * logit_scale)  # logits of a few units: losses far from their values at 0
     return g, d
 
 

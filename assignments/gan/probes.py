@@ -12,6 +12,8 @@ returns, for each loss it got (all float64):
     d_out{i}                  the logits of the i-th call of d
     d_dh{i}, g_dh{i}          d d_loss / d d_out{i} and d g_loss / d d_out{i}: how each loss depends on each
                               logit, which tells its terms apart (empty when it does not depend on that call)
+    d_extreme, g_extreme      1 when the loss is finite on a discriminator whose logits reach about +-200
+                              (as a confident discriminator's do in training), else 0
 """
 import numpy as np
 import torch
@@ -40,6 +42,7 @@ def _loss_outputs(name: str) -> dict[str, Out]:
         f"{name}_loss_shape": Out(kind="shape", of=f"{name}_loss", optional=absent),
         f"{name}_grad": Out(size=lambda args: _n_params(args, name), optional=absent),
         f"{name}_grad_ok": Out(kind="flag", size=1, optional=absent),
+        f"{name}_extreme": Out(kind="flag", size=1, optional=absent),
     }
 
 
@@ -65,24 +68,23 @@ def probe_loss(module: object, args: dict) -> dict[str, np.ndarray]:
     g, d = fixtures.make_nets(seed, conditional)
     x_real, y_real = fixtures.make_batch(seed)
     g_rec, d_rec = InputRecorder(g), InputRecorder(d, keep_outputs=True)
-
-    torch.manual_seed(seed + 1)  # the student's own draws start here
-    device = torch.device("cpu")
-    if conditional:
-        result = fn(g, d, x_real, y_real, device=device)
-    else:
-        result = fn(g, d, x_real, device=device)
     returns = _returns(args)
-    if returns == "both":
-        if not isinstance(result, (tuple, list)) or len(result) != 2:
-            raise TypeError(f"expected a pair (d_loss, g_loss), got {type(result).__name__}"
-                            + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
-        losses = {"d": _as_tensor(result[0], "d_loss"), "g": _as_tensor(result[1], "g_loss")}
-    else:
+
+    def run(g, d) -> dict[str, torch.Tensor]:
+        device = torch.device("cpu")
+        result = fn(g, d, x_real, y_real, device=device) if conditional else fn(g, d, x_real, device=device)
+        if returns == "both":
+            if not isinstance(result, (tuple, list)) or len(result) != 2:
+                raise TypeError(f"expected a pair (d_loss, g_loss), got {type(result).__name__}"
+                                + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+            return {"d": _as_tensor(result[0], "d_loss"), "g": _as_tensor(result[1], "g_loss")}
         if isinstance(result, (tuple, list)):
             raise TypeError(f"expected one loss tensor ({returns}_loss), got a {type(result).__name__} "
                             f"of length {len(result)}")
-        losses = {returns: _as_tensor(result, f"{returns}_loss")}
+        return {returns: _as_tensor(result, f"{returns}_loss")}
+
+    torch.manual_seed(seed + 1)  # the student's own draws start here
+    losses = run(g, d)
 
     out: dict[str, np.ndarray] = {}
     nets = {"d": d, "g": g}
@@ -104,4 +106,10 @@ def probe_loss(module: object, args: dict) -> dict[str, np.ndarray]:
     for name, loss in losses.items():
         for i, grad in enumerate(d_rec.output_grads(loss, MAX_CALLS)):
             out[f"{name}_dh{i}"] = np.zeros(0) if grad is None else grad.double().reshape(-1).numpy()
+    g_rec.remove()
+    d_rec.remove()
+    g2, d2 = fixtures.make_nets(seed, conditional, logit_scale=fixtures.EXTREME_LOGIT_SCALE)
+    torch.manual_seed(seed + 2)
+    for name, loss in run(g2, d2).items():
+        out[f"{name}_extreme"] = np.asarray([float(bool(torch.isfinite(loss.detach()).all()))])
     return out

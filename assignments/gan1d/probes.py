@@ -11,9 +11,8 @@ train returns:
 """
 import numpy as np
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from grader.probing import Out, probe
+from grader.probing import Out, UpdateRecorder, probe
 
 from .fixtures import KINDS, ProbeDiscriminator, ProbeGenerator, logit_cases
 
@@ -73,39 +72,27 @@ def probe_losses(module: object, args: dict) -> dict[str, np.ndarray]:
 
 @probe("train", outputs={
     "g_steps": Out(kind="count", size=1), "d_steps": Out(kind="count", size=1),
-    "both_steps": Out(kind="count", size=1), "g_backward": Out(kind="count", size=1),
+    "both_steps": Out(kind="count", size=1), "idle_steps": Out(kind="count", size=1),
+    "g_backward": Out(kind="count", size=1), "g_mixed": Out(kind="count", size=1),
+    "d_mixed": Out(kind="count", size=1),
     "g_params": Out(size=lambda args: sum(p.numel() for p in ProbeGenerator().parameters())),
 })
 def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
-    """Run the student's train(G, D, steps, k=..., kind=...) on fresh probe nets and count updates."""
+    """Run the student's train(G, D, steps, k=..., kind=...) on fresh probe nets and record its updates.
+
+    Counts the optimiser steps that changed G only, D only, both, or nothing; the
+    backward passes through G; and the updates of each network whose gradient held
+    more than its last backward pass (another loss's gradient, not zeroed).
+    """
     torch.manual_seed(int(args["seed"]))
     G, D = ProbeGenerator(), ProbeDiscriminator()
-    g_params, d_params = list(G.parameters()), list(D.parameters())
-    counts = {"g_steps": 0, "d_steps": 0, "both_steps": 0, "g_backward": 0}
-    versions = {"g": [p._version for p in g_params], "d": [p._version for p in d_params]}
-
-    def after_step(_optimizer, _args, _kwargs) -> None:
-        now = {"g": [p._version for p in g_params], "d": [p._version for p in d_params]}
-        g_changed, d_changed = now["g"] != versions["g"], now["d"] != versions["d"]
-        if g_changed and d_changed:
-            counts["both_steps"] += 1
-        elif g_changed:
-            counts["g_steps"] += 1
-        elif d_changed:
-            counts["d_steps"] += 1
-        versions.update(now)
-
-    def on_g_grad(grad: torch.Tensor) -> None:
-        counts["g_backward"] += 1
-
-    hook = register_optimizer_step_post_hook(after_step)
-    g_params[-1].register_hook(on_g_grad)  # the output bias receives a gradient in every backward through G
-    try:
+    g_params = list(G.parameters())
+    with UpdateRecorder({"g": g_params, "d": list(D.parameters())}) as rec:
         module.train(G, D, int(args["steps"]), k=int(args["k"]), kind=args["kind"],
                      batch_size=int(args.get("batch_size", 256)), lr=float(args.get("lr", 1e-3)))
-    finally:
-        hook.remove()
+    counts = {"g_steps": rec.count("g"), "d_steps": rec.count("d"), "both_steps": rec.count("g", "d"),
+              "idle_steps": rec.count(), "g_backward": rec.backward["g"], "g_mixed": rec.mixed["g"],
+              "d_mixed": rec.mixed["d"]}
     out = {key: np.asarray([float(v)], dtype=np.float64) for key, v in counts.items()}
     out["g_params"] = torch.cat([p.detach().reshape(-1) for p in g_params]).double().numpy()
     return out
-

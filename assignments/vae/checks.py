@@ -18,9 +18,15 @@ from grader.compare import allclose
 from .fixtures import BATCH, KS, LATENT, exact_log_px, kl_cases, make_images, make_model
 
 KL_KEYS = tuple(f"{c}_{x}" for c in ("random", "extreme", "prior") for x in ("value", "shape", "grad_mu", "grad_logvar"))
-PHASE_KEYS = ("value", "value_shape", "enc_grad", "enc_grad_ok", "dec_grad", "dec_grad_ok", "encode_in*", "decode_in*")
-IWAE_KEYS = (*(f"k{k}_value" for k in KS), "exact_value", *(f"k{k}_{n}_in*" for k in KS for n in ("decode", "encode")))
-TRAIN_KEYS = ("dec_steps", "enc_steps", "both_steps", "dec_lr_ok", "enc_lr_ok", "history_wake", "history_sleep")
+PHASE_KEYS = ("value", "value_shape", "enc_grad", "enc_grad_ok", "dec_grad", "dec_grad_ok", "encode_in*", "decode_in*",
+              "value_extreme")
+IWAE_KEYS = (*(f"k{k}_value" for k in KS), "exact_value", *(f"k{k}_{n}_in*" for k in KS for n in ("decode", "encode")),
+             "value_extreme")
+UNSTABLE = ("not finite when the decoder's logits are a few hundred (the numerical stability policy of the "
+            "statement): compute log p(x|z) from the logits, e.g. -F.binary_cross_entropy_with_logits(logits, x, "
+            "reduction='none').sum(-1), not from torch.sigmoid(logits)")
+TRAIN_KEYS = ("dec_steps", "enc_steps", "both_steps", "idle_steps", "dec_lr_ok", "enc_lr_ok", "history_wake",
+              "history_sleep")
 
 # ------------------------------------------------------------------ shared helpers
 
@@ -86,7 +92,7 @@ def iwae_samples(ctx: CheckContext, k: int) -> tuple[torch.Tensor | None, str | 
 
 @check("kl_props", probe="kl", reads=KL_KEYS)
 def kl_props(ctx: CheckContext) -> CheckResult:
-    """One KL per example, finite, non-negative, zero at the prior, with gradients."""
+    """One KL per example, finite, non-negative, zero at the prior only, with gradients."""
     a, problems = ctx.outputs, []
     for case, (mu, _) in kl_cases(ctx.args["seed"]).items():
         shape = tuple(int(s) for s in a[f"{case}_shape"])
@@ -101,6 +107,9 @@ def kl_props(ctx: CheckContext) -> CheckResult:
             problems.append(f"{case} inputs: a KL divergence is negative ({v.min():.4g})")
         elif case == "prior" and np.max(np.abs(v)) > 1e-6:
             problems.append(f"KL(N(0, I) || N(0, I)) should be 0, got {np.max(np.abs(v)):.4g}")
+        elif case == "random" and np.any(v <= 1e-6):
+            problems.append(f"random inputs: the KL is {v.min():.4g} for a q that is not the prior; "
+                            "KL(q || p) > 0 unless q = p")
         if a[f"{case}_grad_mu"].size == 0 or a[f"{case}_grad_logvar"].size == 0:
             problems.append("the KL must be differentiable in both mu and logvar")
     return CheckResult(not problems, "\n".join(dict.fromkeys(problems)))
@@ -132,6 +141,8 @@ def wake_props(ctx: CheckContext) -> CheckResult:
         why = _is_standard_normal(standardised(ctx.args["seed"], x, torch.from_numpy(zs[0]).float()).numpy())
         if why:
             problems.append(f"z should be drawn from q(z|x): {why}")
+    if a["value_extreme"][0] != 1:
+        problems.append(f"the wake loss is {UNSTABLE}")
     return CheckResult(not problems, "\n".join(problems))
 
 
@@ -165,8 +176,11 @@ def sleep_props(ctx: CheckContext) -> CheckResult:
 
 @check("iwae_props", probe="iwae", reads=IWAE_KEYS)
 def iwae_props(ctx: CheckContext) -> CheckResult:
-    """(B,) and finite; L_1 equals the ELBO on its own draw; L_k = log p(x) where that is exact; k independent draws."""
+    """(B,) and finite (also at extreme logits); L_1 equals the ELBO on its own draw; L_k = log p(x) where that
+    is exact; k independent draws."""
     a, seed, problems = ctx.outputs, ctx.args["seed"], []
+    if a["value_extreme"][0] != 1:
+        problems.append(f"L_5 is {UNSTABLE}")
     for k in KS:
         v = a[f"k{k}_value"]
         if v.size != BATCH:
@@ -203,10 +217,13 @@ def iwae_props(ctx: CheckContext) -> CheckResult:
 
 @check("train_structure", probe="train", reads=TRAIN_KEYS)
 def train_structure(ctx: CheckContext) -> CheckResult:
-    """Per batch one decoder (wake) step and one encoder (sleep) step, separate optimisers; history per epoch."""
+    """Per batch one decoder (wake) step and one encoder (sleep) step that really change them, separate
+    optimisers; history per epoch."""
     a, n = ctx.outputs, int(ctx.args.get("batches", 3))
-    dec, enc, both = (int(a[k][0]) for k in ("dec_steps", "enc_steps", "both_steps"))
+    dec, enc, both, idle = (int(a[k][0]) for k in ("dec_steps", "enc_steps", "both_steps", "idle_steps"))
     problems = []
+    if idle:
+        problems.append(f"{idle} optimiser steps changed no parameter (a learning rate of 0, or no gradient?)")
     if both:
         problems.append(f"{both} optimiser steps changed encoder and decoder together: use one optimiser per "
                         "phase, over model.decoder_parameters() (wake) and model.encoder_parameters() (sleep)")

@@ -23,6 +23,7 @@ class ProbeVAE(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.exact = exact    # encoder = prior and decoder ignores z: log p(x) = log p(x|z) exactly
+        self.logit_scale = 1.0
         self.enc = nn.Sequential(nn.Linear(784, hidden), nn.Tanh())
         self.enc_mu = nn.Linear(hidden, latent_dim)
         self.enc_logvar = nn.Linear(hidden, latent_dim)
@@ -43,7 +44,7 @@ class ProbeVAE(nn.Module):
         logits = self.dec(z)                                      # (..., 784)
         if self.exact:
             return logits * 0 + self.dec[2].bias                  # the same Bernoulli for every z
-        return logits
+        return logits * self.logit_scale
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [*self.enc.parameters(), *self.enc_mu.parameters(), *self.enc_logvar.parameters()]
@@ -52,10 +53,15 @@ class ProbeVAE(nn.Module):
         return list(self.dec.parameters())
 
 
-def make_model(seed: int, exact: bool = False) -> ProbeVAE:
-    """The probe VAE for ``seed`` (the same weights in the worker and in the grader)."""
+EXTREME_LOGIT_SCALE = 200.0   # decoder logits of a few hundred: a confident decoder's
+
+
+def make_model(seed: int, exact: bool = False, logit_scale: float = 1.0) -> ProbeVAE:
+    """The probe VAE for ``seed`` (the same weights in the worker and in the grader); ``logit_scale``
+    multiplies the decoder's logits (the numerical stability policy: losses must stay finite)."""
     model = ProbeVAE(exact=exact)
     seeded_init(torch.Generator().manual_seed(seed), model)
+    model.logit_scale = logit_scale
     return model
 
 

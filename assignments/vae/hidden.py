@@ -58,8 +58,10 @@ def _requires(public, ctx: CheckContext) -> CheckResult | None:
 @check("kl_values", probe="kl", reads=KL_KEYS)
 def kl_values(ctx: CheckContext) -> CheckResult:
     """KL values and gradients equal the closed form, on random and extreme inputs."""
+    if (failed := _requires(kl_props, ctx)) is not None:   # a zero or negative KL: say why, not just numbers
+        return failed
     if ctx.outputs["random_value"].size != kl_cases(ctx.args["seed"])["random"][0].shape[0]:
-        return _requires(kl_props, ctx) or CheckResult(False, "expected one KL per example")
+        return CheckResult(False, "expected one KL per example")
     a, problems, hint = ctx.outputs, [], None
     for case, (mu, logvar) in kl_cases(ctx.args["seed"]).items():
         m, lv = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)

@@ -12,11 +12,10 @@ Arrays returned:
 
 import numpy as np
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from grader.probing import Out, flat_grad, probe
+from grader.probing import Out, UpdateRecorder, flat_grad, probe
 
-from .fixtures import BATCH, KS, kl_cases, make_images, make_model
+from .fixtures import BATCH, EXTREME_LOGIT_SCALE, KS, kl_cases, make_images, make_model
 
 CALLS = Out(ndim=None, max_ndim=4, max_size=64 * 5 * 784, pattern=True)
 
@@ -27,6 +26,7 @@ def _n_params(which: str) -> int:
 
 
 PHASE = {"value": Out(max_size=100_000), "value_shape": Out(kind="shape", of="value"),
+         "value_extreme": Out(kind="flag", size=1, optional=True),
          "enc_grad": Out(size=lambda args: (0, _n_params("enc"))), "enc_grad_ok": Out(kind="flag", size=1),
          "dec_grad": Out(size=lambda args: (0, _n_params("dec"))), "dec_grad_ok": Out(kind="flag", size=1),
          "encode_in*": CALLS, "decode_in*": CALLS}
@@ -84,10 +84,20 @@ def _phase(module: object, args: dict, call) -> dict[str, np.ndarray]:
     return out
 
 
+def _finite_at_extreme_logits(call, seed: int) -> np.ndarray:
+    """1 when ``call(model)`` is finite on a probe model whose decoder logits are a few hundred, else 0."""
+    torch.manual_seed(seed + 2)
+    with torch.no_grad():
+        value = _tensor(call(make_model(seed, logit_scale=EXTREME_LOGIT_SCALE)), "the function")
+    return np.asarray([float(bool(torch.isfinite(value).all()))])
+
+
 @probe("wake", outputs=PHASE)
 def probe_wake(module: object, args: dict) -> dict[str, np.ndarray]:
     x = make_images(int(args["seed"]))
-    return _phase(module, args, lambda model: module.wake_loss(model, x))
+    out = _phase(module, args, lambda model: module.wake_loss(model, x))
+    out["value_extreme"] = _finite_at_extreme_logits(lambda model: module.wake_loss(model, x), int(args["seed"]))
+    return out
 
 
 @probe("sleep", outputs=PHASE)
@@ -97,6 +107,7 @@ def probe_sleep(module: object, args: dict) -> dict[str, np.ndarray]:
 
 @probe("iwae", outputs={
     **{f"k{k}_value": Out(max_size=10_000) for k in KS}, "exact_value": Out(max_size=10_000),
+    "value_extreme": Out(kind="flag", size=1),
     **{f"k{k}_{net}_in*": CALLS for k in KS for net in ("decode", "encode")}})
 def probe_iwae(module: object, args: dict) -> dict[str, np.ndarray]:
     seed, out = int(args["seed"]), {}
@@ -112,44 +123,27 @@ def probe_iwae(module: object, args: dict) -> dict[str, np.ndarray]:
     exact = make_model(seed, exact=True)
     with torch.no_grad():
         out["exact_value"] = _tensor(module.iwae_bound(exact, x, 5), "iwae_bound").double().reshape(-1).numpy()
+    out["value_extreme"] = _finite_at_extreme_logits(lambda model: module.iwae_bound(model, x, 5), seed)
     return out
 
 
 @probe("train", outputs={key: Out(kind="count", size=1) for key in (
-    "dec_steps", "enc_steps", "both_steps", "dec_lr_ok", "enc_lr_ok", "history_wake", "history_sleep")})
+    "dec_steps", "enc_steps", "both_steps", "idle_steps", "dec_lr_ok", "enc_lr_ok", "history_wake",
+    "history_sleep")})
 def probe_train(module: object, args: dict) -> dict[str, np.ndarray]:
-    """Run train_wake_sleep for one epoch over a few batches and count which networks each step changed."""
+    """Run train_wake_sleep for one epoch over a few batches and record which network each step really changed."""
     seed = int(args["seed"])
     model = make_model(seed)
-    enc, dec = model.encoder_parameters(), model.decoder_parameters()
-    counts = {"dec_steps": 0, "enc_steps": 0, "both_steps": 0, "dec_lr_ok": 0, "enc_lr_ok": 0}
     lr_wake, lr_sleep = 1e-3, 1e-5
-    versions = {"enc": [p._version for p in enc], "dec": [p._version for p in dec]}
-
-    def after_step(opt, _args, _kwargs) -> None:
-        now = {"enc": [p._version for p in enc], "dec": [p._version for p in dec]}
-        e, d = now["enc"] != versions["enc"], now["dec"] != versions["dec"]
-        lrs = {float(g.get("lr", -1)) for g in opt.param_groups}
-        if e and d:
-            counts["both_steps"] += 1
-        elif d:
-            counts["dec_steps"] += 1
-            counts["dec_lr_ok"] += lrs == {lr_wake}
-        elif e:
-            counts["enc_steps"] += 1
-            counts["enc_lr_ok"] += lrs == {lr_sleep}
-        versions.update(now)
-
     batches = [(make_images(seed + i).reshape(-1, 1, 28, 28), torch.zeros(BATCH, dtype=torch.long))
                for i in range(int(args.get("batches", 3)))]
-    hook = register_optimizer_step_post_hook(after_step)
-    try:
+    with UpdateRecorder({"enc": model.encoder_parameters(), "dec": model.decoder_parameters()}) as rec:
         history = module.train_wake_sleep(model, batches, 1, lr_wake=lr_wake, lr_sleep=lr_sleep)
-    finally:
-        hook.remove()
+    counts = {"dec_steps": rec.count("dec"), "enc_steps": rec.count("enc"), "both_steps": rec.count("dec", "enc"),
+              "idle_steps": rec.count(), "dec_lr_ok": sum(lr == lr_wake for lr in rec.lrs["dec"]),
+              "enc_lr_ok": sum(lr == lr_sleep for lr in rec.lrs["enc"])}
     out = {key: np.asarray([float(v)]) for key, v in counts.items()}
     for phase in ("wake", "sleep"):
         series = history.get(phase, []) if isinstance(history, dict) else []
         out[f"history_{phase}"] = np.asarray([float(len(series))])
     return out
-
