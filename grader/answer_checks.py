@@ -14,11 +14,14 @@ from .answers import AnswersError, Item, load_key, load_template, read_answers, 
 from .checks import CheckContext, CheckResult, check, specs_in
 
 
-def template(ctx: CheckContext) -> dict[str, Item]:
-    """The questions, from the starter's blank answers file (shipped to students)."""
-    a = ctx.assignment
+def template_of(a) -> dict[str, Item]:
+    """The questions of assignment ``a``, from the starter's blank answers file (shipped to students)."""
     path = Path(a.folder).parent.parent / a.starter / a.answers
     return load_template(path.read_text(encoding="utf-8"), a.answers)
+
+
+def template(ctx: CheckContext) -> dict[str, Item]:
+    return template_of(ctx.assignment)
 
 
 def read(ctx: CheckContext) -> tuple[dict | None, list[str], str | None]:
@@ -45,7 +48,11 @@ def answers_format(ctx: CheckContext) -> CheckResult:
     answers, notes, error = read(ctx)
     if error:
         return CheckResult(False, error)
-    return CheckResult(True, "; ".join(notes) if notes else "every item is answered in a valid form")
+    unanswered = [ident for ident, value in answers.items() if value is None]
+    if unanswered:   # valid, but not finished: `grader check` shows the hint as a note
+        return CheckResult(True, "every answer given has a valid form",
+                           hint=f"not answered yet: {', '.join(unanswered)}")
+    return CheckResult(True, "every item is answered in a valid form")
 
 
 @check("item")

@@ -1,27 +1,51 @@
-"""The ``grader`` command: check, grade, demo.
+"""The ``grader`` command: check, grade, release, autograder, new, demo.
 
 Each command is a thin parser over a keyword-only ``run_*`` function. Exit
-status: 0 when grading completed (whatever the scores), 2 for a usage error,
-3 when the grader itself failed on some test (results are still written).
+status: ``grade`` 0 when grading completed (whatever the scores); ``check`` 0
+when every public check passed and 1 when one failed (like pytest); 2 for a
+usage error; 3 when the grader itself failed on some test (results are still
+written). Heavy modules (torch) are imported by the commands that need them,
+so ``grader --help`` and usage errors answer at once.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import __version__, report
-from .batch import grade_all
+from . import __version__
 from .config import Assignment, ConfigError, available, load_assignment
-from .grade import GradeResult, grade
-from .paths import ASSIGNMENTS_DIR
-from .submission import export_names, printable, submission_name
+
+if TYPE_CHECKING:
+    from .grade import GradeResult
 
 
 class UsageError(Exception):
     """Bad command-line input; the message says what is acceptable."""
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def submission_name(path: Path) -> str:
+    from .submission import submission_name as name
+
+    return name(path)
+
+
+def _instructor_only(what: str) -> None:
+    """One clear line, not a traceback, when a student bundle is asked for an instructor's command."""
+    from .paths import IS_BUNDLE
+
+    if IS_BUNDLE:
+        raise UsageError(f"this is a student bundle: {what} are made in the course repository, not here. "
+                         "Students use: grader check, and ./make_submission.sh")
 
 
 def _assignment(name: str | None, path: Path | None = None) -> Assignment:
@@ -77,6 +101,9 @@ def unique_names(paths: list[Path]) -> list[str]:
     alice-3 and alice-2). In a Gradescope export (``submission_<id>`` folders)
     the submitters' emails are used.
     """
+    from . import report
+    from .submission import export_names
+
     exports: dict[Path, dict[str, str]] = {}
     bases = []
     for p in paths:
@@ -112,6 +139,11 @@ def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, job
     Submissions graded before by the same grader from the same upload are not
     graded again unless ``force``.
     """
+    from . import report
+    from .batch import grade_all
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a folder for the reports")
     paths = expand_submissions(submissions, assignment, out)
     names = unique_names(paths)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,18 +156,56 @@ def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, job
     return final
 
 
+def _check_folder(path: Path, a: Assignment) -> tuple[Path, Path | None]:
+    """The folder to check for ``path``, and a temporary folder to remove after (or None).
+
+    Given the student file itself (``codebase/gan.py``, ``vae_wake_sleep.ipynb``,
+    even renamed), the folder around it is checked as the submission would be:
+    the file at its place, with the answers file and outputs next to it.
+    """
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        return path, None
+    depth = len(Path(a.module).parts)
+    parts = path.parts
+    root = path.parents[depth - 1] if parts[-depth:] == Path(a.module).parts else path.parent
+    tmp = Path(tempfile.mkdtemp(prefix="dgm-check-"))
+    dest = tmp / a.module
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, dest)
+    for rel in a.required_files:
+        if rel != a.module and (root / rel).is_file():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / rel, tmp / rel)
+    for pattern in a.submitted_globs:
+        for f in root.glob(pattern):
+            if f.is_file() and not f.is_symlink():
+                (tmp / f.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, tmp / f.relative_to(root))
+    return tmp, tmp
+
+
 def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
-    """Public checks only, for students: prints each test and a hint for each failure."""
-    r = grade(assignment, path, public_only=True)
-    print(f"grader check: {assignment.name} ({path})")
+    """Public checks only, for students: each test, a message for each failure, notes, and what is
+    left to answer. Returns the result (the caller exits 1 when a check failed)."""
+    from .grade import grade
+    from .report import test_output
+
+    folder, tmp = _check_folder(path, assignment)
+    try:
+        r = grade(assignment, folder, public_only=True, name=submission_name(path))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"grader check: {assignment.name} ({printable(str(path))})")
     shown: set[tuple[str, str]] = set()
     for t in r.tests:
         print(f"  {'PASS' if t.passed else 'FAIL'}  {t.name}")
-        key = (t.tags[0], t.output)
-        if not t.passed and key not in shown:  # one message per function when its tests share it
+        text = test_output(t) if not t.passed else t.hint
+        key = (t.tags[0], text)
+        if text and key not in shown:  # one message per function when its tests share it
             shown.add(key)
-            for line in t.output.strip().splitlines():
-                print(f"        {line}")
+            for line in text.strip().splitlines():
+                print(f"        {'' if not t.passed else 'note: '}{line}")
     for p in r.problems:
         print(f"  ! {p}")
     passed = sum(t.passed for t in r.tests)
@@ -148,12 +218,17 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
 
 def run_demo(*, out: Path | None = None) -> list[GradeResult]:
     """Grade the example submissions bundled with every assignment and print a table."""
+    from . import report
+    from .paths import ASSIGNMENTS_DIR
+
+    names = [n for n in available() if (ASSIGNMENTS_DIR / n / "examples").is_dir()]
+    if not names:
+        raise UsageError("no example submissions here: the demo runs in the course repository "
+                         "(a student bundle has none)")
     out = out or Path(tempfile.mkdtemp(prefix="grader-demo-"))
     all_results = []
-    for name in available():
+    for name in names:
         examples = ASSIGNMENTS_DIR / name / "examples"
-        if not examples.is_dir():
-            continue
         a = load_assignment(name)
         subs = sorted(p for p in examples.iterdir() if not p.name.startswith("."))
         print(f"\n== {name}: grading {len(subs)} example submissions ==", file=sys.stderr)
@@ -167,11 +242,11 @@ def run_demo(*, out: Path | None = None) -> list[GradeResult]:
 
 def run_release(*, out: Path, assignments: list[str] | None = None) -> int:
     """Write the student bundle; exit status 1 (and nothing written) when it would leak."""
-    from .paths import IS_BUNDLE
+    _instructor_only("student bundles")
     from .release import LeakError, build
 
-    if IS_BUNDLE:
-        raise UsageError("this is a student bundle: releases are made from the course repository")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a new folder for the bundle")
     try:
         files = build(out, assignments=assignments)
     except FileExistsError as err:
@@ -186,11 +261,11 @@ def run_release(*, out: Path, assignments: list[str] | None = None) -> int:
 
 def run_autograder(*, assignment: str, out: Path) -> int:
     """Write the Gradescope autograder zip for one assignment."""
+    _instructor_only("autograders")
     from .autograder import build
-    from .paths import IS_BUNDLE
 
-    if IS_BUNDLE:
-        raise UsageError("this is a student bundle: autograders are made from the course repository")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; name the zip to write, e.g. {out}/autograder.zip")
     members = build(assignment, out)
     print(f"Wrote {out} ({len(members)} files): upload it as the assignment's autograder on Gradescope "
           "(Ubuntu 22.04 base image).")
@@ -199,11 +274,10 @@ def run_autograder(*, assignment: str, out: Path) -> int:
 
 def run_new(*, name: str, title: str = "") -> int:
     """Scaffold ``assignments/<name>/`` (and its solution and starter), then say what to do next."""
-    from .paths import IS_BUNDLE, REPO_ROOT
+    _instructor_only("assignments")
+    from .paths import REPO_ROOT
     from .scaffold import create
 
-    if IS_BUNDLE:
-        raise UsageError("this is a student bundle: assignments are made in the course repository")
     files = create(name, REPO_ROOT, title)
     print(f"Wrote {len(files)} files for the assignment {name}:")
     for f in files:
@@ -218,11 +292,20 @@ def entry() -> None:
 
     Every report has been written atomically and closed by then, and every worker
     stopped (even after an error, Ctrl-C or SIGTERM); skipping the teardown saves
-    about 0.6 s per command, which students feel on `grader check`.
+    about 0.6 s per command, which students feel on `grader check`. A reader that
+    went away (``grader ... | head``) ends the command quietly.
     """
     from .isolation import run_then_clean_up
 
-    code = run_then_clean_up(main)
+    def guarded() -> int:
+        try:
+            return main()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+
+    code = run_then_clean_up(guarded)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -232,16 +315,19 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    names = ", ".join(available())
     parser = argparse.ArgumentParser(prog="grader", description="dgm-harness: grade deep generative models homework.")
     parser.add_argument("--version", action="version", version=f"dgm-harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="student self-check: public checks only, in seconds")
-    p.add_argument("--assignment", help=f"assignment name (default: guessed from PATH); one of {', '.join(available())}")
-    p.add_argument("path", nargs="?", default=".", type=Path, help="starter folder or submission zip (default .)")
+    p.add_argument("--assignment", help=f"assignment name (default: found from PATH); one of {names}")
+    p.add_argument("path", nargs="?", default=".", type=Path,
+                   help="your folder, your student file (e.g. codebase/gan.py or a notebook), or a submission zip "
+                        "(default .)")
 
     p = sub.add_parser("grade", help="grade submissions into results.json, feedback.md and grades.csv")
-    p.add_argument("--assignment", required=True, help=f"one of {', '.join(available())}")
+    p.add_argument("--assignment", required=True, help=f"one of {names}")
     p.add_argument("--out", default=Path("out"), type=Path, help="output folder (default out/)")
     p.add_argument("--jobs", default=1, type=int, help="submissions graded in parallel (default 1)")
     p.add_argument("--zip", action="store_true", help="also write OUT.zip with everything, for upload")
@@ -254,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assignment", action="append", help="only this assignment (repeatable; default all)")
 
     p = sub.add_parser("autograder", help="write a Gradescope autograder zip for one assignment")
-    p.add_argument("--assignment", required=True, help=f"one of {', '.join(available())}")
+    p.add_argument("--assignment", required=True, help=f"one of {names}")
     p.add_argument("--out", default=Path("autograder.zip"), type=Path, help="zip to write (default autograder.zip)")
 
     p = sub.add_parser("new", help="create a new assignment folder that grades its own examples")
@@ -265,21 +351,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, type=Path, help="output folder (default: a temporary folder)")
 
     args = parser.parse_args(argv)
+    results: list = []
     try:
         if args.command == "check":
             path = args.path.resolve()
             if not path.exists():
-                raise UsageError(f"{path} does not exist")
+                raise UsageError(f"{printable(str(path))} does not exist")
             r = run_check(assignment=_assignment(args.assignment, path), path=path)
             results = [r]
+            failed = any(not t.passed for t in r.tests)
         elif args.command == "grade":
-            from .paths import IS_BUNDLE
-
-            if IS_BUNDLE:
-                raise UsageError("this student bundle has the public checks only: run `grader check`; "
-                                 "hidden tests run when you submit")
+            _instructor_only("grades")
             if args.jobs < 1:
                 raise UsageError("--jobs must be at least 1")
+            from . import report
+
             results = run_grade(assignment=_assignment(args.assignment), submissions=args.submissions,
                                 out=args.out, jobs=args.jobs, make_zip=args.zip, force=args.force)
             print(report.table(results))
@@ -300,4 +386,6 @@ def main(argv: list[str] | None = None) -> int:
         print("grader: the grader itself failed on some tests (see the staff-only entries in results.json)",
               file=sys.stderr)
         return 3
+    if args.command == "check" and failed:
+        return 1
     return 0

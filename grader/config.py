@@ -93,6 +93,9 @@ class Assignment:
     include: dict | None = _doc("files of the student folder that are the main starter folder's: "
                                 "{path in this folder: path under solutions/ (and so under starter/)}", None)
     uses: tuple[str, ...] = _doc("assignments whose probes, checks and fixtures this one uses", ())
+    student_files: tuple[str, ...] = _doc("globs of the files of a shared starter folder that belong to this "
+                                          "assignment, besides its module and answers file (a release of it "
+                                          "ships those; a folder of its own ships whole)", ())
     answers: str = _doc("the short-answers file (template in the starter folder, key in solutions)", "")
     functions: tuple[str, ...] = _doc("functions a submission must define besides the graded ones", ())
     training: tuple[Training, ...] = _doc("training runs whose outputs belong in a submission", ())
@@ -206,6 +209,7 @@ def parse_assignment(data: Any, where: str) -> Assignment:
                or (top["module"],),
                optional_files=tuple(_list(top.get("optional_files"), f"{where}: optional_files")),
                uses=tuple(_list(top.get("uses"), f"{where}: uses")),
+               student_files=tuple(_list(top.get("student_files"), f"{where}: student_files")),
                functions=tuple(_list(top.get("functions"), f"{where}: functions")))
     if top.get("include") is not None and not isinstance(top["include"], dict):
         raise ConfigError(f"{where}: include: expected a mapping of paths")

@@ -74,17 +74,22 @@ def secrets(repo_root: Path = REPO_ROOT) -> dict[str, Secret]:
             continue
         rel = path.relative_to(repo_root).as_posix()
         if path.suffix in (".py", ".ipynb"):
-            inside = False
+            inside, header = False, False
             for n, line in enumerate(_code_lines(path), 1):
-                if BEGIN.match(line):
-                    inside = True
-                    public.add(line.strip())   # its TODO text is what the starter shows
+                stripped = line.strip()
+                if (m := BEGIN.match(line)):
+                    inside, header = True, bool(m.group("todo"))
+                    public.add(stripped)   # its TODO text is what the starter shows
                 elif END.match(line):
-                    inside = False
-                elif inside and _distinctive(line):
-                    found.setdefault(line.strip(), Secret(line.strip(), f"{rel} line {n}"))
+                    inside = header = False
+                elif inside and header and stripped.startswith("#"):
+                    public.add(stripped)   # the TODO text continues
+                elif inside:
+                    header = False
+                    if _distinctive(line) or (stripped.startswith("#") and len(stripped) >= MIN_SECRET_CHARS):
+                        found.setdefault(stripped, Secret(stripped, f"{rel} line {n}"))   # comments too
                 else:
-                    public.add(line.strip())
+                    public.add(stripped)
         elif path.suffix in (".yaml", ".yml"):
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if ANSWER_LINE.match(line):
@@ -176,9 +181,17 @@ the reference solution when you submit.
 
 ## Set up
 
+Python 3.10 or newer. On a laptop without an NVIDIA GPU, install the CPU build of
+PyTorch first (a few hundred MB instead of several GB of CUDA libraries):
+
 ```
-pip install .          # Python 3.10 or newer; installs torch, torchvision and the grader
+pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+pip install .                  # the grader and the rest; keeps the torch you installed
 ```
+
+With an NVIDIA GPU, `pip install .` alone installs the CUDA build. The notebooks
+need a Jupyter kernel: `pip install notebook ipykernel` (or upload them to Colab,
+which has one).
 
 The statements are in `statements/`; your files are in `starter/`.
 {sections}
@@ -252,6 +265,35 @@ def _copy_package(repo_root: Path, dest: Path) -> None:
     shutil.copytree(repo_root / "grader", dest, ignore=ignore)
 
 
+def student_files(released: list, root: Path) -> list[str]:
+    """The files of starter/ (relative paths) that the released assignments' students get.
+
+    An assignment with a folder of its own gets all of it; in a folder shared with
+    other assignments, its module, answers file, required files, ``student_files``
+    and make_submission.sh.
+    """
+    starter = root.parent / "starter"
+    folders: dict[str, list[str]] = {}
+    for name in available(root):
+        folders.setdefault(load_assignment(name, root).starter, []).append(name)
+    nested = {Path(f) for f in folders if f != "starter"}
+    out: set[str] = set()
+    for a in released:
+        base = root.parent / a.starter
+        if len(folders[a.starter]) == 1:
+            files = [p for p in base.rglob("*") if p.is_file()]
+        else:
+            patterns = [a.module, *a.required_files, *([a.answers] if a.answers else []), *a.student_files,
+                        "make_submission.sh"]
+            files = [p for pattern in patterns for p in base.glob(pattern) if p.is_file()]
+        for p in files:
+            rel = p.relative_to(starter)
+            inside_other = any(Path(a.starter) != n and (root.parent / n) in p.parents for n in nested)
+            if "__pycache__" not in rel.parts and not inside_other:
+                out.add(rel.as_posix())
+    return sorted(out)
+
+
 def _with_used(names: list[str], root: Path) -> list[str]:
     """``names`` and every assignment they use, in order."""
     out: list[str] = []
@@ -279,20 +321,15 @@ def build(out: Path, repo_root: Path = REPO_ROOT, assignments: list[str] | None 
     everything = [load_assignment(n, root) for n in _with_used(names, root)]
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder for the bundle")
-    others = {Path(a.starter) for n in available(root) if (a := load_assignment(n, root)).starter != "starter"}
-    others -= {Path(a.starter) for a in everything}
-    skip = {(repo_root / o).resolve() for o in others}
-
-    def ignore(folder: str, entries: list[str]) -> set[str]:
-        return {e for e in entries if e == "__pycache__" or (Path(folder) / e).resolve() in skip}
-
     stage = Path(tempfile.mkdtemp(prefix="dgm-release-"))
     try:
         starter = repo_root / "starter"
-        shutil.copytree(starter, stage / "starter", ignore=ignore)
         _copy_package(repo_root, stage / "grader")
         data = stage / "grader" / "data"
-        shutil.copytree(starter, data / "starter", ignore=ignore)
+        for rel in student_files(released, root):
+            for dest in (stage / "starter" / rel, data / "starter" / rel):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(starter / rel, dest)
         for a in everything:
             src, dest = root / a.name, data / "assignments" / a.name
             dest.mkdir(parents=True)

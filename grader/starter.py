@@ -45,17 +45,42 @@ def strip_solutions(text: str, where: str) -> str:
                 and m.group("todo"):
             todo.append(lines[i].strip().lstrip("#").strip())
             i += 1
+        start = i
         while i < len(lines) and not END.match(lines[i].rstrip("\n")):
             if BEGIN.match(lines[i].rstrip("\n")):
                 raise MarkerError(f"{where}:{i + 1}: nested BEGIN SOLUTION")
             i += 1
         if i == len(lines):
             raise MarkerError(f"{where}: BEGIN SOLUTION without END SOLUTION")
+        leak = repeated_code(" ".join(todo), lines[start:i])
+        if leak:
+            raise MarkerError(f"{where}:{start}: the TODO text repeats solution code ({leak!r}); "
+                              "say what to do in words")
         i += 1  # skip END
         out.append(f"{indent}# TODO: {todo[0]}\n")
         out += [f"{indent}# {t}\n" for t in todo[1:]]
         out.append(f"{indent}raise NotImplementedError\n")
     return "".join(out)
+
+
+TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\*\*|[^\sA-Za-z0-9_]")
+LEAK_TOKENS = 8   # this many tokens of a solution line in a row, in the TODO text, give the answer away
+
+
+def repeated_code(todo: str, block: list[str]) -> str | None:
+    """The first run of LEAK_TOKENS or more tokens that the TODO text shares with a code line of the block."""
+    said = TOKEN.findall(todo)
+    if len(said) < LEAK_TOKENS:
+        return None
+    grams = {tuple(said[j:j + LEAK_TOKENS]) for j in range(len(said) - LEAK_TOKENS + 1)}
+    for line in block:
+        if line.strip().startswith("#"):
+            continue
+        code = TOKEN.findall(line)
+        for j in range(len(code) - LEAK_TOKENS + 1):
+            if tuple(code[j:j + LEAK_TOKENS]) in grams:
+                return " ".join(code[j:j + LEAK_TOKENS])
+    return None
 
 
 def strip_notebook(text: str, where: str) -> str:

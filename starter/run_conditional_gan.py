@@ -18,7 +18,8 @@ from codebase.network import ConditionalDiscriminator, ConditionalGenerator
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="data", help="where Fashion-MNIST is (or is downloaded to)")
+    parser.add_argument("--data-dir", default="data",
+                        help="the folder that holds FashionMNIST/raw/ (where it is downloaded to when missing)")
     parser.add_argument("--out-dir", default="out_nonsaturating_conditional", help="output folder")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--num-epochs", type=int, default=1, help="passes over the training set")
@@ -28,10 +29,10 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     device = utils.pick_device(args.device)
-    os.makedirs(args.out_dir, exist_ok=True)
 
     # 1. data and models
     loader = utils.load_fashion_mnist(args.data_dir, batch_size=64)
+    os.makedirs(args.out_dir, exist_ok=True)   # only once there is data to train on
     g = ConditionalGenerator().to(device)
     d = ConditionalDiscriminator().to(device)
     g_optimizer = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))

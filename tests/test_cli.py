@@ -1,5 +1,6 @@
 """The grader command: grading always writes results.json and exits 0; usage errors exit 2."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -64,11 +65,53 @@ def test_check_in_starter_folder_guesses_the_assignment(tmp_path):
     from grader.paths import STARTER_DIR
 
     proc = grader("check", cwd=STARTER_DIR)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr           # checks failed: exit 1, like pytest
     assert "grader check: gan" in proc.stdout
     assert "not implemented" in proc.stdout
-    assert "1/13 public checks passed" in proc.stdout   # only the blank answers file is well formed
+    assert "1/23 public checks passed" in proc.stdout   # only the blank answers file is well formed
     assert "PASS  answers: gan_answers.yaml is well formed" in proc.stdout
+    assert "note: not answered yet: 4.2a, 4.2b, 4.4a" in proc.stdout
+
+
+def test_check_takes_the_student_file_itself_with_its_answers_next_to_it(tmp_path):
+    """The README's own commands: `grader check --assignment vae vae_wake_sleep.ipynb`, and a gan.py path."""
+    from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+
+    work = tmp_path / "hw"
+    shutil.copytree(STARTER_DIR, work)
+    shutil.copyfile(SOLUTIONS_DIR / "vae_wake_sleep.ipynb", work / "vae_wake_sleep.ipynb")
+    proc = grader("check", "--assignment", "vae", "vae_wake_sleep.ipynb", cwd=work)
+    assert "is missing" not in proc.stdout and "note: not answered yet: 1.4a" in proc.stdout, proc.stdout
+    assert proc.returncode == 0, proc.stdout
+    shutil.copyfile(SOLUTIONS_DIR / "codebase" / "gan.py", work / "codebase" / "gan.py")
+    proc = grader("check", "codebase/gan.py", cwd=work)          # the assignment is found from the file
+    assert "grader check: gan (" in proc.stdout and "23/23 public checks passed" in proc.stdout, proc.stdout
+
+
+def test_usage_errors_are_one_line_and_fast(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for args, says in ((["grade", "--assignment", "gan", "--out", str(tmp_path / "afile"), str(tmp_path)],
+                        "is a file"),
+                       (["check", str(tmp_path / "nowhere")], "does not exist"),
+                       (["check", str(tmp_path)], "cannot tell which assignment"),
+                       (["grade", "--assignment", "nope", str(tmp_path)], "unknown assignment 'nope'")):
+        proc = grader(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+    import subprocess
+    import sys
+
+    probe = "import sys; import grader.cli as c; c.main(['--help']) if False else None; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
+    assert out.strip() == "False"   # the CLI module itself never imports torch
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m grader --help | head -1", shell=True, capture_output=True,
+                          text=True, timeout=60)
+    assert "Traceback" not in proc.stderr and proc.stdout.startswith("usage: grader")
 
 
 def test_demo_runs_offline_and_prints_a_table(tmp_path):

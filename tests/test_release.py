@@ -75,8 +75,8 @@ def _plant_in_notebook(path, line):
     (lambda r: (r / "assignments/gan/README.md").write_text((r / "assignments/gan/README.md").read_text()
                                                            + "\nHint: `" + SOLUTION_LINE + "`\n"),
      ["statements/gan.md", "solutions/codebase/gan.py line"]),
-    (lambda r: shutil.copyfile(r / "solutions/gan_1d.ipynb", r / "starter/gan_1d_filled.ipynb"),
-     ["starter/gan_1d_filled.ipynb", "a copy of solutions/gan_1d.ipynb"]),
+    (lambda r: shutil.copyfile(r / "solutions/gan_1d.ipynb", r / "starter/gan_1d.ipynb"),
+     ["starter/gan_1d.ipynb", "a copy of solutions/gan_1d.ipynb"]),
     (lambda r: _plant_in_notebook(r / "starter/vae_wake_sleep.ipynb", next(
         s.text for s in secrets(r).values() if s.source.startswith("solutions/vae_wake_sleep.ipynb"))),
      ["starter/vae_wake_sleep.ipynb", "solutions/vae_wake_sleep.ipynb line"]),
@@ -85,9 +85,9 @@ def _plant_in_notebook(path, line):
     (lambda r: (r / "assignments/gan/checks.py").write_text((r / "assignments/gan/checks.py").read_text() + "\n"
                                                            + (r / "assignments/gan/hidden.py").read_text()),
      ["grader/data/assignments/gan/checks.py: declares 'gan.d_loss', a hidden check of assignments/gan/hidden.py"]),
-    (lambda r: (r / "starter/solutions").mkdir() or shutil.copyfile(r / "solutions/codebase/utils.py",
-                                                                   r / "starter/solutions/utils.py"),
-     ["starter/solutions/utils.py: inside a solutions/ folder"]),
+    (lambda r: (r / "starter/gan_split/solutions").mkdir() or shutil.copyfile(
+        r / "solutions/codebase/utils.py", r / "starter/gan_split/solutions/utils.py"),
+     ["starter/gan_split/solutions/utils.py: inside a solutions/ folder"]),
 ], ids=["solution-line-in-starter", "solution-line-in-statement", "solution-notebook-copied",
         "solution-line-in-notebook-cell", "answer-key", "hidden-check-renamed", "solutions-folder"])
 def test_a_planted_secret_stops_the_release_and_is_named(tmp_path, plant, names):
@@ -114,31 +114,44 @@ def test_release_cli_refuses_a_non_empty_folder(tmp_path, capsys):
 
 
 def test_grader_check_works_from_an_installed_bundle(bundle, tmp_path):
+    """pip-install the bundle (into a folder of its own, with this environment's torch), delete the bundle
+    folder, and use it as a student would. No virtual environment: one built on the base interpreter may
+    lack this environment's setuptools (and its wheel support) on a fresh machine."""
     out, _ = bundle
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # only what the venv installed
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-                           "--no-build-isolation", "--no-index", str(out)], capture_output=True, text=True)
+    site = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(site), str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site)}
     work = tmp_path / "work"
     shutil.copytree(out / "starter", work)
     shutil.rmtree(out / "grader")  # the installed copy must stand alone, not lean on the bundle folder
 
-    def check(*args):
-        return subprocess.run([str(venv / "bin" / "grader"), "check", *args], cwd=work, capture_output=True,
-                              text=True, timeout=300, env=env)
+    def grader(*args, cwd=work):
+        return subprocess.run([sys.executable, "-c", "from grader.cli import entry; entry()", *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=300, env=env)
 
-    first = check()
-    assert first.returncode == 0, first.stderr
-    assert "1/13 public checks passed" in first.stdout   # the untouched starter: only the answers file parses
+    first = grader("check")
+    assert first.returncode == 1, first.stderr   # the untouched starter fails its checks: exit 1, like pytest
+    assert "1/23 public checks passed" in first.stdout   # only the answers file parses
+    assert "not answered yet: 4.2a, 4.2b, 4.4a" in first.stdout
     shutil.copyfile(REPO_ROOT / "solutions" / "codebase" / "gan.py", work / "codebase" / "gan.py")
-    second = check()
-    assert "13/13 public checks passed" in second.stdout, second.stdout
-    graded = subprocess.run([str(venv / "bin" / "grader"), "grade", "--assignment", "gan", "."], cwd=work,
-                            capture_output=True, text=True, env=env)
-    assert graded.returncode == 2 and "public checks only" in graded.stderr
-    where = subprocess.run([str(py), "-c", "import grader.paths as p; print(p.IS_BUNDLE, p.SOLUTIONS_DIR.exists())"],
+    second = grader("check")
+    assert "23/23 public checks passed" in second.stdout and second.returncode == 0, second.stdout
+    for command in (["grade", "--assignment", "gan", "."], ["release", "--out", "x"],
+                    ["autograder", "--assignment", "gan"], ["new", "flows"], ["demo"]):
+        refused = grader(*command)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, (command, refused.stderr)
+        assert "Traceback" not in refused.stderr and "grader: error:" in refused.stderr
+    where = subprocess.run([sys.executable, "-c", "import grader.paths as p; print(p.IS_BUNDLE, p.SOLUTIONS_DIR.exists())"],
                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert where.stdout.split() == ["True", "False"]
+
+
+def test_a_release_of_one_assignment_ships_its_files_only(tmp_path):
+    files = set(build(tmp_path / "b", assignments=["gan1d"]))
+    assert {"starter/gan_1d.ipynb", "starter/make_submission.sh", "statements/gan1d.md",
+            "grader/data/assignments/gan1d/checks.py"} <= files
+    assert not [f for f in files if "codebase" in f or "vae" in f or "gan_split" in f or "gan/" in f], files
+    readme = (tmp_path / "b" / "README.md").read_text()
+    assert "--assignment gan1d" in readme and "gan_split" not in readme and "download.pytorch.org/whl/cpu" in readme

@@ -39,3 +39,22 @@ def test_block_becomes_todo_with_marker_text():
 def test_unbalanced_markers_are_errors(src, msg):
     with pytest.raises(starter.MarkerError, match=msg):
         starter.strip_solutions(src, "t.py")
+
+
+@pytest.mark.parametrize("todo", [
+    "return 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(dim=1)",
+    "compute torch.logsumexp(log_w, dim=0) - math.log(k) over the samples",
+])
+def test_a_todo_that_repeats_solution_code_is_refused(todo):
+    """The TODO text is what students read: it says what to do, never the code itself."""
+    src = ("def f(mu, logvar, log_w, k):\n"
+           f"    # BEGIN SOLUTION: {todo}\n"
+           "    a = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(dim=1)\n"
+           "    return torch.logsumexp(log_w, dim=0) - math.log(k)\n"
+           "    # END SOLUTION\n")
+    with pytest.raises(starter.MarkerError, match="repeats solution code"):
+        starter.strip_solutions(src, "t.py")
+
+
+def test_every_todo_of_the_course_says_what_to_do_in_words():
+    starter.render()   # raises MarkerError on a TODO that repeats its block's code

@@ -5,7 +5,7 @@ batches that reached d) that the hidden checks build on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ from grader.checks import CheckContext, CheckResult, check
 from . import fixtures
 
 DRAWS = ("g_in*", "d_in*")
+LOGITS = ("d_out*", "d_dh*", "g_dh*")
+TINY = 1e-9
 LOSSES = {"d": ("d_loss", "discriminator"), "g": ("g_loss", "generator")}
 
 
@@ -195,3 +197,145 @@ def draws(ctx: CheckContext) -> CheckResult:
         if interp.problem:
             problems.append(interp.problem)
     return CheckResult(not problems, "\n".join(dict.fromkeys(problems)))
+
+
+# ------------------------------------------------------------------ the losses as functions of the logits
+
+
+@dataclass
+class Terms:
+    """A loss's dependence on the logits, term by term: (logits, d loss / d logits), each (B,)."""
+
+    real: tuple[np.ndarray, np.ndarray] | None = None
+    fake: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)   # by generator call
+
+    def draw(self) -> int | None:
+        """The generator call whose fakes this loss depends on most (the draw it used)."""
+        weights = {k: float(np.linalg.norm(g)) for k, (_, g) in self.fake.items()}
+        best = max(weights, key=weights.get, default=None)
+        return best if best is not None and weights[best] > TINY else None
+
+
+def split_terms(calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]], x_real: np.ndarray,
+                fakes: list[np.ndarray | None]) -> Terms:
+    """Terms of one loss from the discriminator's calls: (images (N, ...), logits (N,), d loss/d logits (N,)).
+
+    A call may score several batches at once (``d(torch.cat([x_real, x_fake]))``):
+    its rows are split into batches of B and each is told apart by its images.
+    Calls the loss does not depend on (an empty gradient) and unknown images
+    (interpolates) are left out.
+    """
+    b = x_real.shape[0]
+    out = Terms()
+    for x, h, dh in calls:
+        if dh.size == 0 or x.shape[0] % b or h.size != x.shape[0] or dh.size != h.size or x.shape[1:] != x_real.shape[1:]:
+            continue
+        for start in range(0, x.shape[0], b):
+            rows, logits, grad = x[start:start + b], h[start:start + b], dh[start:start + b]
+            if np.allclose(rows, x_real, atol=1e-6):
+                prev = out.real[1] if out.real is not None else 0.0
+                out.real = (logits, grad + prev)
+                continue
+            for k, fake in enumerate(fakes):
+                if fake is not None and fake.shape == rows.shape and np.allclose(rows, fake, atol=1e-5):
+                    prev = out.fake[k][1] if k in out.fake else 0.0
+                    out.fake[k] = (logits, grad + prev)
+                    break
+    return out
+
+
+def label_problem(ctx: CheckContext) -> str | None:
+    """Conditional GAN: every call of g and d must use the labels y_real of the batch."""
+    y_real = fixtures.make_batch(ctx.args["seed"])[1].double().numpy()
+    d = read_draws(ctx.outputs)
+    for call in d.g_calls:
+        if len(call) < 2 or call[1].shape != y_real.shape or not np.array_equal(call[1], y_real):
+            return "the generator was not given the batch's labels: generate x_fake = g(z, y_real)"
+    for call in d.d_calls:
+        if len(call) < 2 or call[1].shape != y_real.shape or not np.array_equal(call[1], y_real):
+            return ("the discriminator scored images with labels other than y_real: use d(x_real, y_real) "
+                    "and d(x_fake, y_real), the labels the fakes were generated for")
+    return None
+
+
+def terms_of(ctx: CheckContext, n: str) -> Terms:
+    """Loss ``n`` ("d" or "g") split into its terms, from the logits the probe recorded."""
+    a = ctx.outputs
+    x_real = fixtures.make_batch(ctx.args["seed"])[0].double().numpy()
+    calls = [(a[f"d_in{i}_0"], a.get(f"d_out{i}", np.zeros(0)), a.get(f"{n}_dh{i}", np.zeros(0)))
+             for i in range(len(read_draws(a).d_calls))]
+    return split_terms(calls, x_real, fakes(ctx))
+
+
+@check("directions", probe="loss", reads=DRAWS + LOGITS)
+def directions(ctx: CheckContext) -> CheckResult:
+    """Each loss moves the right way: the generator's falls as D(G(z)) rises; the discriminator's falls as
+    D(x_real) rises and as D(G(z)) falls. True of every GAN loss here, so it reveals no reference value."""
+    problems = []
+    for n in losses(ctx):
+        t = terms_of(ctx, n)
+        fake = next((g for _, g in (t.fake[k] for k in sorted(t.fake)) if np.linalg.norm(g) > TINY), None)
+        if n == "g":
+            if fake is not None and np.any(fake > TINY):
+                problems.append("g_loss rises as D(G(z)) rises: the generator must make its fakes look real "
+                                "(is the sign of g_loss flipped?)")
+        else:
+            if t.real is not None and np.any(t.real[1] > TINY):
+                problems.append("d_loss rises as D(x_real) rises: the discriminator must score real images "
+                                "high (is a sign flipped, or are the labels swapped?)")
+            if fake is not None and np.any(fake < -TINY):
+                problems.append("d_loss falls as D(G(z)) rises: the discriminator must score fakes low "
+                                "(is a sign flipped, or are the labels swapped?)")
+    return CheckResult(not problems, "\n".join(problems))
+
+
+@check("batch_means", probe="loss", reads=DRAWS + LOGITS)
+def batch_means(ctx: CheckContext) -> CheckResult:
+    """Each loss is a batch mean: no single example's logit weighs more than 1/B (the size of a log D,
+    log(1 - D) or raw-logit term's slope is at most 1), so halving the batch would leave it unchanged
+    rather than halve it."""
+    problems = []
+    for n in losses(ctx):
+        t = terms_of(ctx, n)
+        grads = ([t.real[1]] if t.real is not None else []) + [g for _, g in t.fake.values()]
+        for g in grads:
+            if g.size and np.max(np.abs(g)) * g.size > 1 + 1e-3:
+                problems.append(f"{LOSSES[n][0]} weighs one example's logit by {np.max(np.abs(g)):.3g}, more than "
+                                f"1/B = {1 / g.size:.3g}: it grows with the batch. Average over the batch "
+                                "(.mean()), do not sum")
+                break
+    return CheckResult(not problems, "\n".join(problems))
+
+
+@check("labels", probe="loss", reads=DRAWS)
+def labels(ctx: CheckContext) -> CheckResult:
+    """Conditional GAN: the fakes are generated for, and every image is scored with, the batch's labels."""
+    problem = label_problem(ctx)
+    return CheckResult(problem is None, problem or "the generator and the discriminator got the batch's labels")
+
+
+@check("penalty_gradient", probe="loss", reads=reads("d") + DRAWS)
+def penalty_gradient(ctx: CheckContext) -> CheckResult:
+    """WGAN-GP: the penalty sends gradient to the critic's parameters (the input gradient keeps its graph).
+
+    The critic terms E[D(G(z))] - E[D(x)] are recomputed here on the recorded draws; if d_loss's gradient
+    is theirs alone while its value holds more (a penalty), the penalty was computed without create_graph.
+    """
+    from grader.compare import close, close_vector
+    from grader.probing import flat_grad
+
+    a = ctx.outputs
+    interp = find_interpolation(ctx)
+    if interp.alpha is None or a["d_loss"].size != 1 or a["d_grad_ok"][0] != 1:
+        return CheckResult(True, "(judged by the other checks)")
+    g, d = fixtures.make_nets(ctx.args["seed"], bool(ctx.args.get("conditional")))
+    x_real = fixtures.make_batch(ctx.args["seed"])[0]
+    z = torch.from_numpy(read_draws(a).g_calls[interp.z_index][0]).float()
+    critic = d(g(z).detach()).mean() - d(x_real).mean()
+    if close(float(a["d_loss"][0]), critic.item()):
+        return CheckResult(True, "(no penalty in the value: judged by the value test)")
+    if close_vector(a["d_grad"], flat_grad(critic, list(d.parameters()))[0]):
+        return CheckResult(False, "d_loss holds a penalty, but the penalty sends no gradient to the critic's "
+                                  "parameters", hint="compute the input gradient with "
+                                                     "torch.autograd.grad(..., create_graph=True)")
+    return CheckResult(True, "the penalty sends gradient to the critic")

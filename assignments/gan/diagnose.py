@@ -21,11 +21,11 @@ same few words.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from grader.compare import fmt
+
+from .checks import TINY, Terms
 
 
 def _sigmoid(h: np.ndarray) -> np.ndarray:
@@ -41,49 +41,6 @@ FUNCTIONS = (
     ("the raw logit h", lambda h: np.ones_like(h)),
 )
 FIT = 1e-3          # relative residual under which a gradient is taken to be a multiple of another
-TINY = 1e-9
-
-
-@dataclass
-class Terms:
-    """A loss's dependence on the logits, term by term: (logits, d loss / d logits), each (B,)."""
-
-    real: tuple[np.ndarray, np.ndarray] | None = None
-    fake: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)   # by generator call
-
-    def draw(self) -> int | None:
-        """The generator call whose fakes this loss depends on most (the draw it used)."""
-        weights = {k: float(np.linalg.norm(g)) for k, (_, g) in self.fake.items()}
-        best = max(weights, key=weights.get, default=None)
-        return best if best is not None and weights[best] > TINY else None
-
-
-def split_terms(calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]], x_real: np.ndarray,
-                fakes: list[np.ndarray | None]) -> Terms:
-    """Terms of one loss from the discriminator's calls: (images (N, ...), logits (N,), d loss/d logits (N,)).
-
-    A call may score several batches at once (``d(torch.cat([x_real, x_fake]))``):
-    its rows are split into batches of B and each is told apart by its images.
-    Calls the loss does not depend on (an empty gradient) and unknown images
-    (interpolates) are left out.
-    """
-    b = x_real.shape[0]
-    out = Terms()
-    for x, h, dh in calls:
-        if dh.size == 0 or x.shape[0] % b or h.size != x.shape[0] or dh.size != h.size or x.shape[1:] != x_real.shape[1:]:
-            continue
-        for start in range(0, x.shape[0], b):
-            rows, logits, grad = x[start:start + b], h[start:start + b], dh[start:start + b]
-            if np.allclose(rows, x_real, atol=1e-6):
-                prev = out.real[1] if out.real is not None else 0.0
-                out.real = (logits, grad + prev)
-                continue
-            for k, fake in enumerate(fakes):
-                if fake is not None and fake.shape == rows.shape and np.allclose(rows, fake, atol=1e-5):
-                    prev = out.fake[k][1] if k in out.fake else 0.0
-                    out.fake[k] = (logits, grad + prev)
-                    break
-    return out
 
 
 def _multiple(s: np.ndarray, r: np.ndarray) -> float | None:

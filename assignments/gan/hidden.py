@@ -1,10 +1,12 @@
 """Hidden checks of the gan assignment: the reference on the student's own draws.
 
-For each loss the reference is evaluated on every z the student drew (a
-student may draw one z per loss) and the closest is taken. A loss passes when
-its value and its gradient w.r.t. the network it trains (d_loss: the
-discriminator, g_loss: the generator) both match. When they do not, the value
-is compared with a catalogue of typical mistakes evaluated on the same draws.
+Each loss is compared with the reference evaluated on the draw that loss used
+(the fakes it depends on, told by its gradient with respect to the logits). A
+loss passes when its value and its gradient w.r.t. the network it trains
+(d_loss: the discriminator, g_loss: the generator) both match, and it stays
+finite at extreme logits. When they do not, diagnose.py says which term is
+wrong and how; a catalogue of familiar whole-loss mistakes, evaluated on the
+same draws, names them when the value is exactly one.
 """
 from __future__ import annotations
 
@@ -22,19 +24,22 @@ from grader.probing import InputRecorder, flat_grad
 from . import fixtures
 from .checks import (
     DRAWS,
+    LOGITS,
     LOSSES,
     UNSTABLE,
+    Terms,
     fakes,
     find_interpolation,
+    label_problem,
     losses,
     read_draws,
     reads,
+    split_terms,
     z_problem,
 )
-from .diagnose import Terms, compare_terms, explain_penalty, split_terms
+from .diagnose import compare_terms, explain_penalty
 
 LAMBDA = 10.0
-LOGITS = ("d_out*", "d_dh*", "g_dh*")
 
 
 @dataclass
@@ -213,20 +218,6 @@ def _penalty_weight_hint(value: float, ev: Evaluation) -> str | None:
     return None
 
 
-def _label_problem(ctx: CheckContext) -> str | None:
-    """Conditional GAN: every call of g and d must use the labels y_real of the batch."""
-    y_real = fixtures.make_batch(ctx.args["seed"])[1].double().numpy()
-    d = read_draws(ctx.outputs)
-    for call in d.g_calls:
-        if len(call) < 2 or call[1].shape != y_real.shape or not np.array_equal(call[1], y_real):
-            return "the generator was not given the batch's labels: generate x_fake = g(z, y_real)"
-    for call in d.d_calls:
-        if len(call) < 2 or call[1].shape != y_real.shape or not np.array_equal(call[1], y_real):
-            return ("the discriminator scored images with labels other than y_real: use d(x_real, y_real) "
-                    "and d(x_fake, y_real), the labels the fakes were generated for")
-    return None
-
-
 def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
     """Verdicts for each loss the function returns, computed once per part."""
     if "verdicts" in ctx.cache:
@@ -247,7 +238,7 @@ def _analyse(ctx: CheckContext) -> dict[str, CheckResult]:
     if ctx.args.get("penalty"):
         interp = find_interpolation(ctx)
         alpha, penalty_problem = interp.alpha, interp.problem
-    label_hint = _label_problem(ctx) if ctx.args.get("conditional") else None
+    label_hint = label_problem(ctx) if ctx.args.get("conditional") else None
     evals: dict[int, Evaluation] = {}
 
     def ev(k: int) -> Evaluation:

@@ -35,10 +35,9 @@ def loss_minimax(g, d, x_real, *, device):
 
     Hint: log(1 - sigmoid(h)) = logsigmoid(-h).
     """
-    # BEGIN SOLUTION: sample z = torch.randn(batch_size, g.dim_z, device=device), set x_fake = g(z),
-    # take the logits d_real = d(x_real) and d_fake = d(x_fake), and set
-    # d_loss = -E[log D(x_real)] - E[log(1 - D(x_fake))] and g_loss = E[log(1 - D(x_fake))],
-    # both batch means written with F.logsigmoid.
+    # BEGIN SOLUTION: draw one latent code per real image and generate the fakes; take the discriminator's
+    # logits on the real and on the fake images, and return the two batch means above, each
+    # written with F.logsigmoid on the logits.
     batch_size = x_real.shape[0]
     z = torch.randn(batch_size, g.dim_z, device=device)
     x_fake = g(z)
@@ -69,10 +68,9 @@ def loss_nonsaturating(g, d, x_real, *, device):
     Hint: use F.logsigmoid on the logits rather than log(sigmoid(.)), which
     underflows to -inf once the discriminator is confident.
     """
-    # BEGIN SOLUTION: sample z = torch.randn(batch_size, g.dim_z, device=device), set x_fake = g(z),
-    # take the logits d_real = d(x_real) and d_fake = d(x_fake), and set
-    # d_loss = -E[log D(x_real)] - E[log(1 - D(x_fake))] and g_loss = -E[log D(x_fake)],
-    # both batch means written with F.logsigmoid.
+    # BEGIN SOLUTION: draw one latent code per real image and generate the fakes; take the discriminator's
+    # logits on the real and on the fake images, and return the two batch means above, each
+    # written with F.logsigmoid on the logits.
     batch_size = x_real.shape[0]
     z = torch.randn(batch_size, g.dim_z, device=device)
     x_fake = g(z)
@@ -103,9 +101,8 @@ def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
         d_loss (torch.Tensor): scalar discriminator loss, a batch mean
         g_loss (torch.Tensor): scalar generator loss, a batch mean
     """
-    # BEGIN SOLUTION: sample z = torch.randn(batch_size, g.dim_z, device=device), set x_fake = g(z, y_real),
-    # take the logits d_real = d(x_real, y_real) and d_fake = d(x_fake, y_real), and return
-    # the non-saturating d_loss and g_loss as in loss_nonsaturating.
+    # BEGIN SOLUTION: as in loss_nonsaturating, but generate the fakes for the batch's own labels y_real,
+    # and give the discriminator those labels with every image it scores.
     batch_size = x_real.shape[0]
     z = torch.randn(batch_size, g.dim_z, device=device)
     x_fake = g(z, y_real)
@@ -140,11 +137,11 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
     parameters: use ``torch.autograd.grad(d(r).sum(), r, create_graph=True)``.
     The norm is taken per example over all pixels of that example.
     """
-    # BEGIN SOLUTION: sample z and x_fake = g(z); draw alpha = torch.rand(batch_size, 1, 1, 1, device=device);
-    # form x_r = alpha * x_fake + (1 - alpha) * x_real; get grad = dD(x_r)/dx_r with
-    # torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True); with the per-example norm
-    # grad_norm = grad.reshape(batch_size, -1).norm(dim=1), set
-    # d_loss = E[d(x_fake)] - E[d(x_real)] + 10 * E[(grad_norm - 1)^2] and g_loss = -E[d(x_fake)].
+    # BEGIN SOLUTION: generate a batch of fakes; draw one interpolation weight per example and form the points
+    # between fakes and reals; take the critic's gradient at those points with respect to its input,
+    # keeping the graph so that the penalty can itself be differentiated; take its norm per example
+    # over all pixels, and return the critic terms plus lambda times the mean squared distance of
+    # that norm from 1, together with the generator's loss.
     batch_size = x_real.shape[0]
     z = torch.randn(batch_size, g.dim_z, device=device)
     x_fake = g(z)

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--loss_type", "--loss-type", choices=sorted(LOSSES), default="nonsaturating",
                         help="which pair of losses to train with")
     parser.add_argument("--data-dir", default="data",
-                        help="folder holding FashionMNIST/raw (or where it is downloaded to)")
+                        help="the folder that holds FashionMNIST/raw/ (where it is downloaded to when missing)")
     parser.add_argument("--out-dir", default=None, help="output folder (default out_<loss_type>)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--num-epochs", type=int, default=1, help="passes over the training set")
@@ -44,11 +44,11 @@ def main() -> None:
     torch.manual_seed(args.seed)
     device = utils.pick_device(args.device)
     out_dir = args.out_dir or f"out_{args.loss_type}"
-    os.makedirs(out_dir, exist_ok=True)
     conditional = args.loss_type == "conditional"
 
     # 1. data and models
     loader = utils.load_fashion_mnist(args.data_dir, batch_size=64)
+    os.makedirs(out_dir, exist_ok=True)   # only once there is data to train on
     g = (ConditionalGenerator() if conditional else Generator()).to(device)
     d = (ConditionalDiscriminator() if conditional else Discriminator()).to(device)
     g_optimizer = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))

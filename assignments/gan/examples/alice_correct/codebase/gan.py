@@ -20,7 +20,7 @@ import torch.nn.functional as F
 def loss_minimax(g, d, x_real, *, device):
     z = torch.randn(x_real.shape[0], g.dim_z, device=device)
     d_real, d_fake = d(x_real), d(g(z))
-    d_loss = -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
+    d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()   # -log D = softplus(-h)
     g_loss = -F.softplus(d_fake).mean()
     return d_loss, g_loss
 
