@@ -25,6 +25,7 @@ import shutil
 import signal
 import stat
 import time
+from collections.abc import Iterator
 
 try:
     import resource
@@ -271,13 +272,9 @@ def remove_ipc(uid: int) -> int:
     return removed
 
 
-def remove_files(uid: int, roots: list[str], limit: int = 200_000) -> None:
-    """Delete every file and folder that ``uid`` owns under ``roots``.
-
-    The uid can only create entries in folders it owns or that are world-writable,
-    so only those are searched; a folder it owns is removed whole. Links are
-    never followed.
-    """
+def _walk(roots: list[str], limit: int, descend) -> Iterator[tuple[str, os.stat_result]]:
+    """(path, lstat) of every entry under ``roots``, entering the folders for which ``descend(st)``
+    is true; links are never followed, and the walk stops after ``limit`` entries."""
     seen = 0
     stack = [r for r in roots if os.path.isdir(r) and not os.path.islink(r)]
     while stack and seen < limit:
@@ -292,16 +289,28 @@ def remove_files(uid: int, roots: list[str], limit: int = 200_000) -> None:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if st.st_uid == uid:
-                if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(entry.path)
-                    except OSError:
-                        pass
-            elif stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IWOTH:
+            if stat.S_ISDIR(st.st_mode) and descend(st):
                 stack.append(entry.path)
+            yield entry.path, st
+
+
+def remove_files(uid: int, roots: list[str], limit: int = 200_000) -> None:
+    """Delete every file and folder that ``uid`` owns under ``roots``.
+
+    The uid can only create entries in folders it owns or that are world-writable,
+    so only those are searched; a folder it owns is removed whole. Links are
+    never followed.
+    """
+    for path, st in _walk(roots, limit, lambda st: st.st_uid != uid and st.st_mode & stat.S_IWOTH):
+        if st.st_uid != uid:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def purge(uid: int, file_roots: list[str]) -> bool:
@@ -356,26 +365,11 @@ def descendants(root: int) -> list[int]:
 
 def _du_kb(uid: int | None, roots: list[str], limit: int = 100_000) -> int:
     """KiB in files under ``roots`` (only those of ``uid`` when given); stops counting at ``limit`` entries."""
-    total, seen = 0, 0
-    stack = [r for r in roots if os.path.isdir(r)]
-    while stack and seen < limit:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if uid is None or st.st_uid == uid or st.st_mode & stat.S_IWOTH:
-                    stack.append(entry.path)
-            elif uid is None or st.st_uid == uid:
-                total += st.st_blocks // 2
-    return total
+    def descend(st: os.stat_result) -> bool:
+        return uid is None or st.st_uid == uid or bool(st.st_mode & stat.S_IWOTH)
+
+    return sum(st.st_blocks // 2 for _, st in _walk(roots, limit, descend)
+               if not stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid))
 
 
 def tmpfs_used_kb(mounts: list[str]) -> int:
