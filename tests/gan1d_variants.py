@@ -6,8 +6,9 @@ the checks of that function's tests that must pass (all others must fail), and
 """
 from catalogue import V
 
-ALL_D = {"gan1d.finite", "gan1d.values"}
-ALL_G = {"gan1d.finite", "gan1d.vanishing", "gan1d.values"}
+PROPERTIES = {"gan1d.directions", "gan1d.batch_means"}   # public: sign and batch mean, no reference value
+ALL_D = {"gan1d.finite", "gan1d.values"} | PROPERTIES
+ALL_G = {"gan1d.finite", "gan1d.vanishing", "gan1d.values"} | PROPERTIES
 ALL_T = {"gan1d.train_structure", "gan1d.fit"}
 FIT_OF_D_LOSS_IN_G = {"gan1d.fit"}   # measured: it still fits in 1000 steps
 
@@ -29,11 +30,15 @@ def discriminator_loss(d_real, d_fake):
     V("d_naive_log_sigmoid", "discriminator_loss", '''
 def discriminator_loss(d_real, d_fake):
     return -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
-''', set(), "not finite"),
+''', PROPERTIES, "not finite"),
     V("d_sign_flipped", "discriminator_loss", '''
 def discriminator_loss(d_real, d_fake):
     return F.logsigmoid(d_real).mean() + F.logsigmoid(-d_fake).mean()
-''', {"gan1d.finite"}, "sign is flipped"),
+''', {"gan1d.finite", "gan1d.batch_means"}, "flipped"),
+    V("d_summed_over_the_batch", "discriminator_loss", '''
+def discriminator_loss(d_real, d_fake):
+    return -(F.logsigmoid(d_real) + F.logsigmoid(-d_fake)).sum()
+''', {"gan1d.finite", "gan1d.directions"}, ""),
     # ------------------------------------------------------------ generator_loss
     V("g_dict_of_losses", "generator_loss", '''
 def generator_loss(d_fake, kind):
@@ -52,7 +57,15 @@ def generator_loss(d_fake, kind):
     if kind == "minimax":
         return -F.logsigmoid(d_fake).mean()
     raise ValueError(kind)
-''', {"gan1d.finite"}, ""),
+''', {"gan1d.finite"} | PROPERTIES, ""),
+    V("g_sign_flipped", "generator_loss", '''
+def generator_loss(d_fake, kind):
+    if kind == "minimax":
+        return -F.logsigmoid(-d_fake).mean()
+    if kind == "nonsaturating":
+        return F.logsigmoid(d_fake).mean()
+    raise ValueError(kind)
+''', {"gan1d.finite", "gan1d.vanishing", "gan1d.batch_means"}, ""),
     V("g_naive_logs", "generator_loss", '''
 def generator_loss(d_fake, kind):
     p = torch.sigmoid(d_fake)
@@ -61,7 +74,7 @@ def generator_loss(d_fake, kind):
     if kind == "nonsaturating":
         return -torch.log(p).mean()
     raise ValueError(kind)
-''', set(), ""),
+''', PROPERTIES, ""),
     # ------------------------------------------------------------ train
     V("train_no_grad_fakes_single_draw", "train", '''
 def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):

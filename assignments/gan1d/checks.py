@@ -58,6 +58,47 @@ def vanishing(ctx: CheckContext) -> CheckResult:
     return CheckResult(not problems, "\n".join(problems))
 
 
+def _slopes(ctx: CheckContext) -> list[tuple[str, str, np.ndarray]]:
+    """(loss, logit, d loss / d logit per example) on the typical logits, for every finite gradient."""
+    a = ctx.outputs
+    if ctx.args["function"] == "discriminator_loss":
+        named = [("discriminator_loss", "real", a["typical_grad_real"]),
+                 ("discriminator_loss", "fake", a["typical_grad_fake"])]
+    else:
+        named = [(f"generator_loss(kind={k!r})", "fake", a[f"typical_{k}_grad_fake"]) for k in KINDS]
+    return [(n, which, g) for n, which, g in named if g.size and np.isfinite(g).all()]
+
+
+@check("directions", probe="loss", reads=LOSS_KEYS)
+def directions(ctx: CheckContext) -> CheckResult:
+    """Each loss moves the right way: the generator's falls as D(G(z)) rises; the discriminator's falls as
+    D(x) rises and as D(G(z)) falls. True of both kinds, so it reveals no reference value."""
+    problems = []
+    for name, which, g in _slopes(ctx):
+        if name == "discriminator_loss" and which == "real" and np.any(g > 1e-12):
+            problems.append("discriminator_loss rises as D(x) rises: it must score real samples high "
+                            "(is a sign flipped, or are the labels swapped?)")
+        elif name == "discriminator_loss" and which == "fake" and np.any(g < -1e-12):
+            problems.append("discriminator_loss falls as D(G(z)) rises: it must score fakes low "
+                            "(is a sign flipped, or are the labels swapped?)")
+        elif name != "discriminator_loss" and np.any(g > 1e-12):
+            problems.append(f"{name} rises as D(G(z)) rises: the generator must make its fakes look real "
+                            "(is the sign flipped?)")
+    return CheckResult(not problems, "\n".join(problems))
+
+
+@check("batch_means", probe="loss", reads=LOSS_KEYS)
+def batch_means(ctx: CheckContext) -> CheckResult:
+    """Each loss is a batch mean: no example's logit weighs more than 1/B (the slope of log D or
+    log(1 - D) in the logit is at most 1), so the loss does not grow with the batch."""
+    for name, which, g in _slopes(ctx):
+        if np.max(np.abs(g)) * g.size > 1 + 1e-3:
+            return CheckResult(False, f"{name} weighs one {which} logit by {np.max(np.abs(g)):.3g}, more than "
+                                      f"1/B = {1 / g.size:.3g}: it grows with the batch. Average over the "
+                                      "batch (.mean()), do not sum")
+    return CheckResult(True, "")
+
+
 @check("train_structure", probe="train", reads=TRAIN_KEYS)
 def train_structure(ctx: CheckContext) -> CheckResult:
     """k D updates and one G update per step that really change them, separate optimisers, and a generator
