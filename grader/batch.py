@@ -135,6 +135,11 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
         results[i] = result
         progress.update(result, cached)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         list(pool.map(one, range(len(paths))))
+    except BaseException:   # SIGTERM or Ctrl-C: leave now; the caller stops the workers under the threads
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return [r for r in results if r is not None]

@@ -380,14 +380,34 @@ def on_exit(fn) -> None:
     _CLEANUPS.append(fn)
 
 
+_TEMPS: set[str] = set()
+
+
+def private_temp(prefix: str) -> Path:
+    """A fresh temporary folder that :func:`clean_up` removes if the grader is stopped before its
+    owner could (SIGTERM in the middle of a batch); its owner removes it with :func:`remove_temp`."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _TEMPS.add(path)
+    return Path(path)
+
+
+def remove_temp(path: Path) -> None:
+    """Remove a folder made by :func:`private_temp`."""
+    shutil.rmtree(path, ignore_errors=True)
+    _TEMPS.discard(str(path))
+
+
 def clean_up() -> None:
-    """Stop every worker and helper and remove their folders (each registered clean-up, once)."""
+    """Stop every worker and helper and remove their folders (each registered clean-up, once),
+    then every temporary folder still registered."""
     while _CLEANUPS:
         fn = _CLEANUPS.pop()
         try:
             fn()
         except Exception:  # noqa: BLE001 - one failed clean-up must not stop the others
             pass
+    for path in list(_TEMPS):
+        remove_temp(Path(path))
 
 
 def run_then_clean_up(main) -> int:

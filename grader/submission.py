@@ -11,13 +11,14 @@ import hashlib
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from zlib import error as zlib_error
 
 import yaml
+
+from . import isolation
 
 MAX_FILES = 2000
 MAX_TOTAL_BYTES = 200 << 20
@@ -40,7 +41,7 @@ class Submission:
 
     def cleanup(self) -> None:
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            isolation.remove_temp(self._tmp)
 
 
 def _entry_count(zip_path: Path) -> int | None:
@@ -272,7 +273,7 @@ def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple
     path = Path(path)
     if not path.exists():
         raise SubmissionError(f"{printable(str(path))} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix="dgm-sub-"))
+    tmp = isolation.private_temp("dgm-sub-")
     try:
         try:
             info = bounded.call("load_submission", path=os.fsdecode(os.path.abspath(path)), dest=str(tmp),
@@ -282,5 +283,5 @@ def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple
         return Submission(name=info["name"], files_dir=tmp / "files", sha256=info["sha256"],
                           problems=list(info["problems"]), _tmp=tmp)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        isolation.remove_temp(tmp)
         raise
