@@ -394,6 +394,10 @@ class WorkerServer:
     """
 
     def __init__(self, repo_root: Path, limits: Limits, code: ProbeCode | None = None) -> None:
+        with _LIVE_LOCK:
+            if _CLOSING[0]:
+                raise GraderStopping("the grader is stopping: no new worker")
+            _LIVE.add(self)
         self.tmp = _make_private_temp()
         self.stage, self.scratch = self.tmp / "stage", self.tmp / "scratch"
         self.stage.mkdir()
@@ -455,6 +459,8 @@ class WorkerServer:
             pass
         _kill_group(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
 
     def run(self, files_dir: Path, module: str, probes: list[dict], limits: Limits,
             outcomes: dict[str, ProbeOutcome], display: str, uid: int | None = None
@@ -511,6 +517,15 @@ class WorkerServer:
 
 _POOL: dict[tuple, list[WorkerServer]] = {}   # idle servers, by the sandbox configuration they were built for
 _POOL_LOCK = threading.Lock()
+_LIVE: set[WorkerServer] = set()               # every server not yet closed, idle or serving
+_LIVE_LOCK = threading.Lock()   # its own lock: close() takes it, and _acquire closes dead servers under _POOL_LOCK
+_CLOSING = [False]
+
+
+class GraderStopping(BaseException):
+    """The grader is being stopped (SIGTERM, Ctrl-C): a grading thread ends without a result.
+
+    A BaseException, so that no handler turns it into a grade for the submission."""
 
 
 def _pool_key(repo_root: Path, limits: Limits, code: ProbeCode | None) -> tuple:
@@ -536,6 +551,16 @@ def _release(server: WorkerServer, key: tuple, reusable: bool) -> None:
         _POOL.setdefault(key, []).append(server)
 
 
+def prewarm(repo_root: Path, limits: Limits, code: ProbeCode | None = None) -> None:
+    """Start an idle worker server now, so that its torch import overlaps the caller's own imports
+    (a single `grader check` saves about 2 s); best effort: :func:`run_probes` reports any failure."""
+    try:
+        server = WorkerServer(repo_root, limits, code)
+    except Exception:  # noqa: BLE001 - the real request will meet the same problem and say what it is
+        return
+    _release(server, _pool_key(repo_root, limits, code), True)
+
+
 def shutdown_pool() -> None:
     """Stop every idle worker server (they also stop by themselves when the grader exits)."""
     with _POOL_LOCK:
@@ -551,8 +576,20 @@ def idle_server_pids() -> list[int]:
         return [s.proc.pid for idle in _POOL.values() for s in idle]
 
 
+def stop_all() -> None:
+    """Stop every server, those serving a request too, and start no more: the grader is leaving
+    (its grading threads may still be running, and must not wait for their probes)."""
+    with _LIVE_LOCK:
+        _CLOSING[0] = True
+        servers = list(_LIVE)
+    with _POOL_LOCK:
+        _POOL.clear()
+    for server in servers:
+        server.close()
+
+
 atexit.register(shutdown_pool)
-isolation.on_exit(shutdown_pool)
+isolation.on_exit(stop_all)
 
 
 def _exit_description(code: int | None) -> str:
@@ -608,6 +645,8 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
                 break
             uid = lease.uid if lease is not None else None
             pending, ended = server.run(files_dir, module, remaining, limits, outcomes, display, uid)
+            if _CLOSING[0]:
+                raise GraderStopping("the grader is stopping")
             reusable = ended is None and server.clean and plan.reuse_servers
             _release(server, _pool_key(repo_root, limits, code), reusable)
             if not reusable and lease is not None and not plan.bwrap:

@@ -1,6 +1,7 @@
 """Hostile or broken student code costs only its own part; the worker cannot see the repository."""
 import os
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -155,8 +156,9 @@ def test_a_server_that_dies_under_a_probe_gets_one_more_try(gan_assignment, tmp_
         return [p["id"] for p in probes], "crashed"
 
     monkeypatch.setattr(sandbox.WorkerServer, "run", always_dies)
-    r = grade(gan_assignment, write_gan(tmp_path / "t", REFERENCE_GAN))
-    assert r.score == 0 and r.status == "crashed"
+    one_part = replace(gan_assignment, parts=gan_assignment.parts[:1])   # each try is a fresh server
+    r = grade(one_part, write_gan(tmp_path / "t", REFERENCE_GAN))
+    assert r.score == 0 and r.status == "crashed" and len(calls) == 4
     assert all("killed by signal SIGKILL" in t.output for t in r.tests if not t.manual and t.tags != ["answers"])
 
 
