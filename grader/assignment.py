@@ -85,6 +85,20 @@ def reference_path(a: Assignment, root: Path = ASSIGNMENTS_DIR) -> Path:
 
 
 @functools.lru_cache(maxsize=64)
+def read(name: str, root: Path = ASSIGNMENTS_DIR) -> Assignment:
+    """The assignment.yaml of ``name`` alone, parsed and checked, its modules not imported (no torch):
+    enough to package or recognise a submission. Grading needs :func:`load`."""
+    root = Path(root)
+    yaml_path = root / name / "assignment.yaml"
+    if not NAME.match(name) or not yaml_path.is_file():
+        raise ConfigError(f"unknown assignment {name!r}; available: {', '.join(available(root)) or 'none'}")
+    a = parse_assignment(read_yaml(yaml_path), str(yaml_path))
+    if a.name != name:
+        raise ConfigError(f"{yaml_path}: name: {a.name!r} must be the folder's name, {name!r}")
+    return replace(a, folder=root / name)
+
+
+@functools.lru_cache(maxsize=64)
 def load(name: str, root: Path = ASSIGNMENTS_DIR) -> Assignment:
     """The assignment ``name`` under ``root``, its probes and checks resolved and every reference checked.
 
@@ -233,7 +247,7 @@ def guess(path: Path, root: Path = ASSIGNMENTS_DIR) -> list[Assignment]:
     ranked = []
     for name in available(root):
         try:
-            a = load(name, root)
+            a = read(name, root)
         except ConfigError:
             continue
         if path.is_dir():

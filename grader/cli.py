@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import Assignment, ConfigError, available, load_assignment
+from .isolation import private_temp, remove_temp
 
 if TYPE_CHECKING:
     from .grade import GradeResult
@@ -48,17 +49,25 @@ def _instructor_only(what: str) -> None:
                          "Students use: grader check, and ./make_submission.sh")
 
 
-def _assignment(name: str | None, path: Path | None = None) -> Assignment:
-    """The named assignment, or the one whose student file is in (or is) ``path``."""
-    if name:
-        return load_assignment(name)
-    from .assignment import guess
+def _assignment(name: str | None, path: Path | None = None, warm: bool = False) -> Assignment:
+    """The named assignment, or the one whose student file is in (or is) ``path``.
 
-    found = guess(path) if path is not None else []
-    if found:
-        return found[0]
-    raise UsageError(f"cannot tell which assignment {path} is for: no assignment's student file is there; "
-                     f"run it in your assignment folder, or pass --assignment ({', '.join(available())})")
+    ``warm``: start a worker server from the assignment.yaml alone, before loading
+    its checks imports torch, so the two imports run side by side.
+    """
+    from .assignment import guess, read
+
+    if not name:
+        found = guess(path) if path is not None else []
+        if not found:
+            raise UsageError(f"cannot tell which assignment {path} is for: no assignment's student file is "
+                             f"there; run it in your assignment folder, or pass --assignment ({', '.join(available())})")
+        name = found[0].name
+    if warm:
+        from .grade import prewarm
+
+        prewarm(read(name))
+    return load_assignment(name)
 
 
 def _is_output_folder(folder: Path, out: Path | None) -> bool:
@@ -168,7 +177,7 @@ def _check_folder(path: Path, a: Assignment) -> tuple[Path, Path | None]:
     depth = len(Path(a.module).parts)
     parts = path.parts
     root = path.parents[depth - 1] if parts[-depth:] == Path(a.module).parts else path.parent
-    tmp = Path(tempfile.mkdtemp(prefix="dgm-check-"))
+    tmp = private_temp("dgm-check-")
     dest = tmp / a.module
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, dest)
@@ -195,7 +204,7 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
         r = grade(assignment, folder, public_only=True, name=submission_name(path))
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_temp(tmp)
     print(f"grader check: {assignment.name} ({printable(str(path))})")
     shown: set[tuple[str, str]] = set()
     for t in r.tests:
@@ -226,13 +235,14 @@ def run_demo(*, out: Path | None = None) -> list[GradeResult]:
         raise UsageError("no example submissions here: the demo runs in the course repository "
                          "(a student bundle has none)")
     out = out or Path(tempfile.mkdtemp(prefix="grader-demo-"))
+    jobs = min(2, os.cpu_count() or 1)   # two at a time: the examples train small models
     all_results = []
     for name in names:
         examples = ASSIGNMENTS_DIR / name / "examples"
         a = load_assignment(name)
         subs = sorted(p for p in examples.iterdir() if not p.name.startswith("."))
         print(f"\n== {name}: grading {len(subs)} example submissions ==", file=sys.stderr)
-        results = run_grade(assignment=a, submissions=subs, out=out / name, jobs=1)
+        results = run_grade(assignment=a, submissions=subs, out=out / name, jobs=jobs)
         print(f"\n{name} ({a.title})")
         print(report.table(results, details=True))
         all_results += results
@@ -357,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             path = args.path.resolve()
             if not path.exists():
                 raise UsageError(f"{printable(str(path))} does not exist")
-            r = run_check(assignment=_assignment(args.assignment, path), path=path)
+            r = run_check(assignment=_assignment(args.assignment, path, warm=True), path=path)
             results = [r]
             failed = any(not t.passed for t in r.tests)
         elif args.command == "grade":
@@ -366,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("--jobs must be at least 1")
             from . import report
 
-            results = run_grade(assignment=_assignment(args.assignment), submissions=args.submissions,
+            results = run_grade(assignment=_assignment(args.assignment, warm=True), submissions=args.submissions,
                                 out=args.out, jobs=args.jobs, make_zip=args.zip, force=args.force)
             print(report.table(results))
             print(f"Wrote {args.out}/<submission>/results.json and feedback.md, {args.out}/grades.csv, "

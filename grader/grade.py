@@ -19,7 +19,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import bounded, reference
+from . import bounded, sandbox
 from .assignment import SANDBOX_MODULES, available, load, package
 from .checks import CheckContext, CheckResult, Outputs
 from .config import Assignment, Part
@@ -95,10 +95,16 @@ def probe_code(assignment: Assignment) -> ProbeCode:
     return ProbeCode(package=package(root), root=root, files=tuple(files))
 
 
-def _probes(assignment: Assignment) -> list[dict]:
+def prewarm(assignment: Assignment) -> None:
+    """Start a worker server for ``assignment`` before the grader imports torch, so the two overlap."""
+    sandbox.prewarm(REPO_ROOT, Limits(timeout_s=assignment.probe_timeout_s), probe_code(assignment))
+
+
+def _probes(assignment: Assignment, public_only: bool = False) -> list[dict]:
+    """The probe requests for the parts that have a test in this mode (a check skips the hidden-only ones)."""
     out = []
     for part in assignment.parts:
-        if part.probe in ("answers",):
+        if part.probe in ("answers",) or (public_only and not any(t.public for t in part.tests)):
             continue
         owner, kind = part.probe.split(".", 1)
         out.append({"id": part.key, "module": f"{owner}.probes", "kind": kind,
@@ -144,6 +150,8 @@ def _warm_reference(assignment: Assignment, public_only: bool) -> None:
     """Load the reference while the worker runs (a notebook takes seconds)."""
     if not public_only:
         try:
+            from . import reference  # torch: not before the sandbox's server has started
+
             reference.load_module(assignment)
         except Exception:  # noqa: BLE001 - absent in a student bundle; a check will say so if it needs it
             pass
@@ -190,7 +198,7 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
                 return invalid(f"{assignment.module}: {err}", sub.sha256, sub.name)
         warm = threading.Thread(target=_warm_reference, args=(assignment, public_only), daemon=True)
         warm.start()
-        run = run_probes(sub.files_dir, module, _probes(assignment), REPO_ROOT, limits,   # probe
+        run = run_probes(sub.files_dir, module, _probes(assignment, public_only), REPO_ROOT, limits,   # probe
                          display=assignment.module, hidden=(Path(path), *hidden), code=probe_code(assignment))
         for part in assignment.parts:
             if part.probe == "answers":

@@ -22,7 +22,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .config import Assignment, ConfigError, available, load_assignment
+from .assignment import read as load_assignment
+from .config import Assignment, ConfigError, available
 
 MAX_NOTEBOOK_MB = 20
 

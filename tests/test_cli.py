@@ -112,26 +112,3 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     proc = subprocess.run(f"{sys.executable} -m grader --help | head -1", shell=True, capture_output=True,
                           text=True, timeout=60)
     assert "Traceback" not in proc.stderr and proc.stdout.startswith("usage: grader")
-
-
-def test_demo_runs_offline_and_prints_a_table(tmp_path):
-    proc = grader("demo", "--out", tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "submission" in proc.stdout and "score" in proc.stdout
-    assert (tmp_path / "gan" / "grades.csv").is_file()
-    assert (tmp_path / "gan1d" / "grades.csv").is_file()
-    assert (tmp_path / "vae" / "grades.csv").is_file()
-    totals, maxima = {}, {}   # every bundled example scores what it is there to show
-    for name in ("gan", "gan1d", "vae"):
-        for row in (tmp_path / name / "grades.csv").read_text().splitlines()[1:]:
-            cells = row.split(",")
-            totals[cells[0]], maxima[cells[0]] = float(cells[-3]), float(cells[-2])
-    assert totals["alice_correct"] == 48 and totals["frank_correct"] == 20
-    assert totals["judy_correct_distributions"] == 30
-    for name in ("dave_crashes_at_import", "erin_starter_untouched", "ivan_starter_untouched",
-                 "mallory_starter_untouched"):
-        assert totals[name] == 0, name
-    for name in ("bob_minimax_as_nonsaturating", "carol_no_create_graph", "grace_naive_logs_no_detach",
-                 "heidi_kinds_swapped", "karl_no_log_k_wake_trains_encoder", "lena_kl_missing_half_one_noise"):
-        assert 0 < totals[name] < maxima[name], name
-    assert "frank_correct" in proc.stdout
