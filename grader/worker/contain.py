@@ -302,15 +302,19 @@ def remove_files(uid: int, roots: list[str], limit: int = 200_000) -> None:
     never followed.
     """
     for path, st in _walk(roots, limit, lambda st: st.st_uid != uid and st.st_mode & stat.S_IWOTH):
-        if st.st_uid != uid:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        if st.st_uid == uid:
+            remove(path, stat.S_ISDIR(st.st_mode))
+
+
+def remove(path: str, is_dir: bool) -> None:
+    """Delete a file, link or (whole) folder; what cannot be removed stays, silently."""
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def purge(uid: int, file_roots: list[str]) -> bool:

@@ -488,13 +488,7 @@ def _empty(folder: str) -> None:
         return
     for name in names:
         path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        contain.remove(path, os.path.isdir(path) and not os.path.islink(path))
 
 
 def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None:
