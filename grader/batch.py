@@ -34,6 +34,9 @@ def input_hash(path: Path) -> str:
 def grader_fingerprint(assignment: Assignment, public_only: bool = False) -> str:
     """What a result depends on besides the upload: grader code, the assignment's folder (and those
     it uses), its settings, keys and solutions."""
+    from . import forkserver
+
+    forkserver.taint("the grader's fingerprint (solutions read)")
     root = Path(assignment.folder).parent
     folders = [root / name for name in (assignment.name, *assignment.uses)]
     parts = [__version__, repr(assignment), str(public_only), tree_sha256(PACKAGE_DIR),

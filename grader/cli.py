@@ -220,8 +220,6 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     passed = sum(t.passed for t in r.tests)
     print(f"{passed}/{len(r.tests)} public checks passed in {r.execution_time:.1f} s. "
           "Hidden tests compare your values with the reference when you submit.")
-    if r.layers:
-        print("Isolation: " + "; ".join(r.layers))
     return r
 
 
@@ -331,6 +329,28 @@ def entry() -> None:
     os._exit(code)
 
 
+def _start_zygote(args: argparse.Namespace) -> None:
+    """Say once how student code will be isolated (or refuse to run it as root with nothing in
+    between), then fork the worker zygote for the assignments this command grades."""
+    from .assignment import guess
+    from .grade import start_zygote
+    from .isolation import plan
+
+    p = plan()
+    if p.refuses():
+        raise UsageError("refusing to run student code as root with no isolation barrier: " + p.why_no_barrier())
+    print(f"grader: {p.summary()}", file=sys.stderr)
+
+    if args.command == "demo":
+        names = list(available())
+    elif args.assignment:
+        names = [args.assignment]
+    else:
+        path = args.path.resolve()
+        names = [a.name for a in guess(path)[:1]] if path.exists() else []
+    start_zygote(names)
+
+
 def main(argv: list[str] | None = None) -> int:
     names = ", ".join(available())
     parser = argparse.ArgumentParser(prog="grader", description="dgm-harness: grade deep generative models homework.")
@@ -370,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: list = []
     try:
+        if args.command in ("check", "grade", "demo"):
+            _start_zygote(args)   # first, while nothing secret is loaded: torch once for grader and servers
         if args.command == "check":
             path = args.path.resolve()
             if not path.exists():

@@ -95,6 +95,37 @@ def probe_code(assignment: Assignment) -> ProbeCode:
     return ProbeCode(package=package(root), root=root, files=tuple(files))
 
 
+def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:
+    """The Python source of the starter's graded module (public; a notebook's code cells), or b"".
+
+    Its imports tell the zygote which libraries to load before it forks (see
+    :func:`grader.sandbox.start_zygote`)."""
+    path = root / assignment.starter / assignment.module
+    try:
+        if path.suffix == ".ipynb":
+            from .notebook import extract
+
+            return extract(path.read_text(encoding="utf-8"), []).source.encode()
+        return path.read_bytes()
+    except (OSError, ValueError, NotebookError):
+        return b""
+
+
+def start_zygote(names: list[str]) -> None:
+    """Fork the worker zygote now, with the libraries of these assignments' starters loaded
+    (call before anything secret is read; see :func:`grader.sandbox.start_zygote`)."""
+    from .assignment import read
+    from .config import ConfigError
+
+    sources = []
+    for name in names:
+        try:
+            sources.append(starter_source(read(name)))
+        except ConfigError:
+            pass   # an unknown name: the command says so itself
+    sandbox.start_zygote(tuple(sources))
+
+
 def prewarm(assignment: Assignment) -> None:
     """Start a worker server for ``assignment`` before the grader imports torch, so the two overlap."""
     sandbox.prewarm(REPO_ROOT, Limits(timeout_s=assignment.probe_timeout_s), probe_code(assignment))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import pwd
@@ -156,11 +157,30 @@ class Plan:
         if self.barrier == "uid":
             out.append("no bubblewrap: grading material is hidden by file permissions; the network is NOT closed")
         if self.barrier == "none":
-            why = ("the grader is not root" if not is_root()
-                   else f"the worker's Python ({self.python.executable}) is not readable by other users")
-            out.append(f"NO isolation barrier ({why}): student code runs with the grader's own rights "
-                       "and could read anything it can; install bubblewrap, or grade as root")
+            out.append(f"NO isolation barrier ({self.why_no_barrier()}): student code runs with the grader's "
+                       "own rights and could read anything it can")
         return out
+
+    def why_no_barrier(self) -> str:
+        """Why no barrier holds, and what would make one (for an instructor)."""
+        if not is_root():
+            return ("not root: student code runs as you, fine for checking your own code; to grade others' "
+                    "install bubblewrap or grade as root")
+        return (f"the worker's Python ({self.python.executable}) is not readable by other users and no "
+                f"readable copy could be made in {copies_dir()}; install bubblewrap, or set "
+                "DGM_WORKER_PYTHON to a Python with torch that every user can read")
+
+    def summary(self) -> str:
+        """The isolation in force, in one short line (printed once at the start of every run)."""
+        if self.bwrap:
+            return "isolation: bubblewrap sandbox" + (", a uid per submission" if self.own_uid else "")
+        if self.own_uid:
+            return "isolation: a uid per submission, grading material hidden by permissions (network open)"
+        return f"isolation: none ({self.why_no_barrier()})"
+
+    def refuses(self) -> bool:
+        """True when student code would run as root with nothing in between: then nothing is graded."""
+        return self.barrier == "none" and is_root() and sys.platform.startswith("linux")
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,10 +191,77 @@ def plan() -> Plan:
     fork = fork_mode()
     own_uid = False
     if is_root() and sys.platform.startswith("linux"):
-        # inside bubblewrap the interpreter is mounted world-readable; without it, it must already be
-        own_uid = bool(bwrap) or (readable_by_others(py.executable)
-                                  and all(readable_by_others(p) for p in python_folders(py)))
+        # inside bubblewrap the interpreter is mounted world-readable; without it, it must already be,
+        # or a copy that is (a Python under /root, as pyenv installs it)
+        if not bwrap and not readable(py):
+            py = readable_copy(py) or py
+        own_uid = bool(bwrap) or readable(py)
     return Plan(bwrap=bwrap, fork=fork, own_uid=own_uid, python=py)
+
+
+def readable(py: Interpreter) -> bool:
+    """True when every uid can run ``py`` and read its libraries."""
+    return readable_by_others(py.executable) and all(readable_by_others(p) for p in python_folders(py))
+
+
+def copies_dir() -> str:
+    """Where readable copies of private interpreters are kept (``DGM_PYTHON_COPIES``)."""
+    return os.environ.get("DGM_PYTHON_COPIES", "/var/lib/dgm-harness/python")
+
+
+def _copy_roots(py: Interpreter) -> list[str]:
+    """The folders to copy for ``py``: its prefixes and package folders, none inside another."""
+    folders = sorted({os.path.realpath(p) for p in (*py.prefixes, *python_folders(py))})
+    return [f for f in folders if not any(f.startswith(g + os.sep) for g in folders if g != f)]
+
+
+def readable_copy(py: Interpreter) -> Interpreter | None:
+    """A copy of ``py`` that every uid can read, made of hard links (seconds, no disk), once per
+    machine and interpreter state; None where it cannot be made (another file system, not root).
+
+    The copy keeps the absolute layout under :func:`copies_dir`, so paths map one to one. It is
+    made again when a package folder changes (``pip install``), and older copies are removed.
+    """
+    roots = _copy_roots(py)
+    exe = os.path.realpath(py.executable)
+    state = [(r, os.stat(r).st_mtime_ns) for r in roots if os.path.isdir(r)]
+    key = hashlib.sha256(json.dumps([exe, state]).encode()).hexdigest()[:16]
+    base = copies_dir()
+    dest = os.path.join(base, key)
+
+    def mapped(path: str) -> str:
+        return os.path.join(dest, os.path.realpath(path).lstrip(os.sep))
+
+    copy = Interpreter(mapped(exe), tuple(mapped(p) for p in py.prefixes), tuple(mapped(p) for p in py.paths),
+                       py.version)
+    if os.path.isfile(os.path.join(dest, ".complete")) and readable(copy):
+        return copy
+    with _COPY_LOCK:
+        try:
+            os.makedirs(base, mode=0o755, exist_ok=True)
+            for d in [*reversed(Path(base).parents), Path(base)]:
+                if not os.stat(d).st_mode & 0o001:
+                    return None   # the copies would be as private as the original
+            part = tempfile.mkdtemp(prefix=key + ".part-", dir=base)
+            os.chmod(part, 0o755)
+            for root in roots:
+                target = os.path.join(part, root.lstrip(os.sep))
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                if subprocess.run(["cp", "-al", root, target], capture_output=True).returncode != 0:
+                    shutil.rmtree(part, ignore_errors=True)
+                    return None
+            for old in os.listdir(base):
+                if old != key and not old.startswith(key + ".part-"):
+                    shutil.rmtree(os.path.join(base, old), ignore_errors=True)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.rename(part, dest)
+            Path(dest, ".complete").write_text(exe + "\n")
+        except OSError:
+            return None
+    return copy if readable(copy) else None
+
+
+_COPY_LOCK = threading.Lock()
 
 
 def python_folders(py: Interpreter) -> list[str]:

@@ -17,6 +17,8 @@ from types import ModuleType
 
 import torch
 
+from . import forkserver
+
 
 class ReferenceMissing(RuntimeError):
     """The reference solutions are not installed (a student bundle): hidden checks cannot run."""
@@ -28,6 +30,7 @@ def load_path(path: Path) -> ModuleType:
     path = Path(path)
     if not path.is_file():
         raise ReferenceMissing(f"reference solution {path} is not available")
+    forkserver.taint(f"the reference {path.name}")
     name = "dgm_reference_" + "_".join(path.parts[-3:]).replace(".", "_").replace("-", "_")
     if path.suffix == ".ipynb":  # the same extraction as for students, then run it here (trusted)
         from .notebook import extract

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import isolation
+from . import forkserver, isolation
 from .isolation import bwrap_path, fork_mode  # noqa: F401  (re-exported: tests and the CLI ask here)
 
 PACKAGE = Path(__file__).resolve().parent
@@ -269,7 +269,17 @@ def _outcome(header: object, payload: bytes) -> ProbeOutcome | None:
     return out
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _zygote_for(plan: isolation.Plan) -> forkserver.Zygote | None:
+    """The zygote to fork this server from, or None to exec it: bubblewrap must exec its sandbox,
+    and only a server running the grader's own interpreter can be its fork."""
+    zygote = forkserver.get()
+    if zygote is None or plan.bwrap or not plan.fork \
+            or os.path.realpath(plan.python.executable) != os.path.realpath(sys.executable):
+        return None
+    return zygote
+
+
+def _kill_group(proc: subprocess.Popen | forkserver.Server) -> None:
     """Kill the worker and its process group, reap it, then sweep orphans (Linux without bwrap)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -405,6 +415,7 @@ class WorkerServer:
         for d in (self.tmp, self.stage, self.scratch):   # probe uids may pass, not list
             os.chmod(d, 0o711)
         cmd, self.layers = _command(self.stage, self.scratch, repo_root, limits, code)
+        zygote = _zygote_for(isolation.plan())
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.scratch),
                "DGM_WORKER": worker_marker()}
@@ -413,9 +424,13 @@ class WorkerServer:
         if bwrap_path() is None:
             _become_subreaper()
         with _ACTIVE_LOCK:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, cwd=self.scratch, env=env,
-                                         start_new_session=os.name == "posix")
+            if zygote is not None:   # forked: torch's pages shared with the grader (see grader.forkserver)
+                self.proc = zygote.spawn(cmd[-1], env, str(self.scratch),
+                                         [str(PACKAGE.parent), *_python_paths(repo_root)])
+            else:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, cwd=self.scratch, env=env,
+                                             start_new_session=os.name == "posix")
             _ACTIVE.add(self.proc.pid)
         self.frames: queue.Queue = queue.Queue()
         threading.Thread(target=_read_frames, args=(self.proc.stdout, limits.max_output_bytes + (1 << 20),
@@ -551,6 +566,17 @@ def _release(server: WorkerServer, key: tuple, reusable: bool) -> None:
         _POOL.setdefault(key, []).append(server)
 
 
+def start_zygote(sources: tuple[bytes, ...] = ()) -> bool:
+    """Fork the zygote now when this machine's servers would be its forks (Linux, no bubblewrap,
+    this interpreter): one torch in memory for the grader and its servers. Call it first thing in
+    an entry point, before anything secret is read (:func:`grader.forkserver.start` refuses after).
+    ``sources``: public code like the students', whose libraries are imported first and shared."""
+    plan = isolation.plan()
+    if plan.bwrap or not plan.fork or os.path.realpath(plan.python.executable) != os.path.realpath(sys.executable):
+        return False
+    return forkserver.start(sources)
+
+
 def prewarm(repo_root: Path, limits: Limits, code: ProbeCode | None = None) -> None:
     """Start an idle worker server now, so that its torch import overlaps the caller's own imports
     (a single `grader check` saves about 2 s); best effort: :func:`run_probes` reports any failure."""
@@ -625,6 +651,9 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
         isolation.IsolationError: the barrier this machine should have could not be put in place.
     """
     plan = isolation.plan()
+    if plan.refuses():
+        raise isolation.IsolationError("refusing to run student code as root with no isolation barrier: "
+                                       + plan.why_no_barrier())
     outcomes: dict[str, ProbeOutcome] = {}
     remaining = list(probes)
     layers: list[str] = plan.layers()

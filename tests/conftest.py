@@ -1,16 +1,17 @@
 """Shared fixtures: grading helpers that keep the test suite fast, and the isolation modes."""
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from grader import forkserver
 from grader.config import load_assignment
 from grader.grade import GradeResult, grade
 from grader.paths import REPO_ROOT
+
+# Fork the worker zygote before anything of an assignment is read (it refuses after): where there is
+# no bubblewrap, worker servers are then forked from it, as `grader grade` and Gradescope's run do.
+forkserver.start()
 
 REFERENCE_GAN = (REPO_ROOT / "solutions" / "codebase" / "gan.py").read_text()
 
@@ -54,50 +55,21 @@ def reset_isolation() -> None:
         cached.cache_clear()
 
 
-def _readable_copy_of_python(base: Path) -> str | None:
-    """A Python other users can run: this one if they can read it, else a hard-linked copy of its
-    installation in a world-readable folder (as on Gradescope, whose Python lives in /usr).
-
-    None when neither is possible (a virtual environment, or another file system).
-    """
+def _session_python() -> str | None:
+    """A Python other users can run: this one if they can read it, else the grader's own readable
+    copy of it (``isolation.readable_copy``, as a root grader makes for itself); None if neither."""
     from grader import isolation
 
     py = isolation.interpreter(sys.executable)
-    if isolation.readable_by_others(py.executable) and all(
-            isolation.readable_by_others(p) for p in isolation.python_folders(py)):
+    if isolation.readable(py):
         return sys.executable
-    if sys.prefix != sys.base_prefix or os.geteuid() != 0:
-        return None
-    prefix = os.path.realpath(sys.prefix)
-    exe = os.path.realpath(sys.executable)
-    if not exe.startswith(prefix + os.sep):
-        return None
-    os.chmod(base, 0o755)
-    if subprocess.run(["cp", "-al", prefix, str(base / "python")], capture_output=True).returncode != 0:
-        return None
-    return str(base / "python" / os.path.relpath(exe, prefix))
-
-
-_COPIES: list[Path] = []
-
-
-def _session_python() -> str | None:
-    """:func:`_readable_copy_of_python`, made once per test session (removed at its end)."""
-    if not _COPIES:
-        _COPIES.append(Path(tempfile.mkdtemp(prefix="dgm-test-python-",
-                                             dir="/tmp" if os.path.isdir("/tmp") else None)))
-        _COPIES.append(_readable_copy_of_python(_COPIES[0]))
-    return _COPIES[1]
-
-
-def pytest_sessionfinish(session, exitstatus):
-    if _COPIES:
-        shutil.rmtree(_COPIES[0], ignore_errors=True)
+    copy = isolation.readable_copy(py) if isolation.is_root() else None
+    return copy.executable if copy else None
 
 
 @pytest.fixture(scope="session")
 def readable_python():
-    """The path of a Python that a probe uid can read (see :func:`_readable_copy_of_python`)."""
+    """The path of a Python that a probe uid can read (see :func:`_session_python`)."""
     python = _session_python()
     if python is None:
         pytest.skip("no Python that other users can read (a virtual environment under a private folder?)")
@@ -108,31 +80,9 @@ def readable_python():
 def without_bwrap(monkeypatch, readable_python):
     """Grade as on Gradescope: no bubblewrap, the grader root, a Python every user can read."""
     monkeypatch.setenv("DGM_NO_BWRAP", "1")
-    monkeypatch.setenv("DGM_WORKER_PYTHON", readable_python)
     reset_isolation()
     yield
     monkeypatch.undo()
-    reset_isolation()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _uid_barrier_without_bubblewrap(request):
-    """When the whole run has no bubblewrap (``DGM_NO_BWRAP=1``, or none installed) and this Python is
-    private (under /root), probes could not run as a uid of their own: use a readable copy, as
-    Gradescope's Python is."""
-    from grader import isolation
-
-    if isolation.bwrap_path() or os.environ.get("DGM_WORKER_PYTHON") or not isolation.is_root():
-        yield
-        return
-    python = _session_python()
-    if python is None:
-        yield
-        return
-    os.environ["DGM_WORKER_PYTHON"] = python
-    reset_isolation()
-    yield
-    os.environ.pop("DGM_WORKER_PYTHON", None)
     reset_isolation()
 
 

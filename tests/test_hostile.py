@@ -9,6 +9,8 @@ import hashlib
 import io
 import json
 import os
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -413,14 +415,16 @@ def test_fallback_mode_without_bwrap_or_fork_still_contains_everything(attack, m
 # nothing of the grader's, and everything that uid owns is destroyed after it.
 
 def reserved_uid_processes() -> list[int]:
-    """Processes, anywhere on the machine, whose uid lies in the grader's reserved range."""
+    """Processes, anywhere on the machine, whose uid lies in the grader's reserved range; those of
+    containers (another PID namespace: the container test grading in Docker meanwhile) are theirs."""
     from grader import isolation
 
     uids = isolation.uid_range()
+    ours = os.readlink("/proc/self/ns/pid")
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{pid}").st_uid in uids:
+            if os.stat(f"/proc/{pid}").st_uid in uids and os.readlink(f"/proc/{pid}/ns/pid") == ours:
                 out.append(int(pid))
         except OSError:
             pass
@@ -497,10 +501,10 @@ def _gradescope_root(bundle) -> Path:
     return root
 
 
-def _run_autograder(root, python, tmpdir):
+def _run_autograder(root, python, tmpdir, **extra_env):
     import subprocess
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": str(python), "DGM_NO_BWRAP": "1",
-           "TMPDIR": str(tmpdir)}
+           "TMPDIR": str(tmpdir), **extra_env}
     env.pop("PYTHONPATH", None)
     env.pop("DGM_WORKER_PYTHON", None)
     proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
@@ -551,28 +555,68 @@ def test_fake_gradescope_without_bubblewrap_keeps_the_solutions_and_kills_everyt
         shutil.rmtree(root.with_name(root.name + "-tmp"), ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_without_any_barrier_every_report_says_so(gan_bundle, tmp_path):
-    """A Python that no other user may read leaves no unprivileged uid to run as: then results.json
-    says, in its output, that nothing isolates student code."""
-    import shutil
-    import sys
-
+def _private_python() -> bool:
     from grader import isolation
 
-    py = isolation.interpreter(sys.executable)
-    if isolation.readable_by_others(py.executable) and all(
-            isolation.readable_by_others(p) for p in isolation.python_folders(py)):
-        pytest.skip("this Python is readable by every user: the uid barrier always holds here")
+    return not isolation.readable(isolation.interpreter(sys.executable))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_a_root_grader_whose_python_is_private_makes_the_uid_barrier_work(gan_bundle, tmp_path):
+    """A Python no other user may read (pyenv's, under /root) leaves no uid to run as: the grader makes
+    a hard-linked copy every uid can read, and student code runs behind the uid barrier."""
+    import shutil
+
+    if not _private_python():
+        pytest.skip("this Python is readable by every user: the uid barrier holds without a copy")
     root = _gradescope_root(gan_bundle)
+    copies = Path(tempfile.mkdtemp(prefix="dgm-copies-", dir="/tmp"))
+    os.chmod(copies, 0o755)
     try:
         shutil.copytree(REPO_ROOT / "assignments" / "gan" / "examples" / "alice_correct", root / "submission",
                         dirs_exist_ok=True)
         tmpdir = tmp_path / "tmp"
         tmpdir.mkdir()
-        results = _run_autograder(root, sys.executable, tmpdir)
-        assert "NO isolation barrier" in results["output"] and "not readable by other users" in results["output"]
+        results = _run_autograder(root, sys.executable, tmpdir, DGM_PYTHON_COPIES=str(copies))
+        assert "runs as an unprivileged uid" in results["output"] and "NO isolation" not in results["output"]
         assert results["score"] == 48
+        [copy] = [p for p in copies.iterdir()]
+        assert (copy / ".complete").is_file()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(copies, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_a_root_grader_that_can_make_no_barrier_refuses_in_one_line(gan_bundle, tmp_path):
+    """Where no readable copy can be made either, a root grader grades nothing and says why in one line
+    (results.json on Gradescope, the terminal for `grader grade`); it never runs student code as root."""
+    import shutil
+    import subprocess
+
+    if not _private_python():
+        pytest.skip("this Python is readable by every user: the uid barrier holds without a copy")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    copies = private / "copies"                  # under a folder no other user can pass
+    marker = tmp_path / "ran-as"
+    source = REFERENCE_GAN + f"\nimport os\nopen({str(marker)!r}, 'w').write(str(os.getuid()))\n"
+    root = _gradescope_root(gan_bundle)
+    try:
+        write_gan(root / "submission", source)
+        tmpdir = tmp_path / "tmp"
+        tmpdir.mkdir()
+        results = _run_autograder(root, sys.executable, tmpdir, DGM_PYTHON_COPIES=str(copies))
+        assert results["score"] == 0 and not marker.exists()
+        assert "refusing to run student code as root with no isolation barrier" in json.dumps(results)
+        env = {**os.environ, "DGM_NO_BWRAP": "1", "DGM_PYTHON_COPIES": str(copies)}
+        env.pop("DGM_WORKER_PYTHON", None)
+        proc = subprocess.run([sys.executable, "-m", "grader", "grade", "--assignment", "gan", "--out",
+                               str(tmp_path / "out"), str(root / "submission")], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 2 and not marker.exists()
+        [line] = proc.stderr.strip().splitlines()
+        assert line.startswith("grader: error: refusing to run student code as root") and "DGM_WORKER_PYTHON" in line
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -594,7 +638,7 @@ def test_the_plan_names_the_missing_barrier_for_an_ordinary_user(monkeypatch):
                 assert p.barrier == "bubblewrap" and not any("NO isolation" in x for x in p.layers())
             else:
                 assert p.barrier == "none"
-                assert any("NO isolation barrier (the grader is not root)" in x for x in p.layers())
+                assert any("NO isolation barrier (not root" in x for x in p.layers())
     finally:
         monkeypatch.undo()
         reset_isolation()

@@ -187,3 +187,36 @@ def test_a_chatty_server_never_stalls_on_a_full_stderr_pipe(gan_assignment, tmp_
     finally:
         sandbox.shutdown_pool()
     assert r.score == 45
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux only")
+def test_the_zygote_forks_servers_and_reports_how_they_ended(tmp_path):
+    """The zygote (forked by conftest before anything secret was read) starts a worker server that
+    answers like an exec'd one, reports its end, and kills what a dead server leaves behind."""
+    import json
+    import signal
+    import sys
+
+    from grader import forkserver
+    from grader.sandbox import PACKAGE
+
+    zygote = forkserver.get()
+    assert zygote is not None, "conftest forks the zygote first thing"
+    config = json.dumps({"fork": True, "ipc_namespace": False, "submission_root": str(tmp_path),
+                         "scratch_root": str(tmp_path), "file_roots": []})
+    server = zygote.spawn(config, {"PATH": "/usr/bin:/bin", "DGM_WORKER": "test"}, str(tmp_path),
+                          [str(PACKAGE.parent), *[p for p in sys.path if p]])
+    head = server.stdout.read(8)
+    assert head[:4] == b"DGM1", server.stderr.read()
+    header = json.loads(server.stdout.read(int.from_bytes(head[4:8], "big")))
+    assert header == {"ready": True} and server.poll() is None
+    with open(f"/proc/{server.pid}/status") as f:
+        ppid = int(next(line.split()[1] for line in f if line.startswith("PPid:")))
+    assert ppid == zygote.pid
+    os.killpg(server.pid, signal.SIGKILL)
+    assert server.wait(timeout=10) == -signal.SIGKILL
+    server.stdin.close()
+    from grader import reference
+
+    reference.load_path(REPO_ROOT / "solutions" / "codebase" / "gan.py")
+    assert forkserver.secrets_loaded(), "a process that loaded a reference must fork no zygote"

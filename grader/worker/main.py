@@ -427,18 +427,26 @@ IMPORT_LINE = re.compile(rb"^[ \t]*(?:import[ \t]+([\w. ,\t]+)|from[ \t]+([\w.]+
 
 
 def _preload_imports(req: dict) -> None:
-    """Import the PRELOAD libraries that the student module imports.
-
-    The server never parses student source as Python: it scans the first
-    ``PRELOAD_SCAN_BYTES`` for import lines with a regular expression (linear
-    time, bounded memory); anything it misses is imported by the child itself.
-    """
+    """Import the PRELOAD libraries that the student module imports (see :func:`preload_for`)."""
     path = os.path.join(req["module_root"], req["module"])
     try:
         with open(path, "rb") as f:
             source = f.read(PRELOAD_SCAN_BYTES)
     except OSError:
         return
+    preload_for(source)
+
+
+def preload_for(source: bytes) -> None:
+    """Import once, here, what forked children running ``source`` would each import again.
+
+    Never parses the source as Python: a regular expression finds its import
+    lines in the first ``PRELOAD_SCAN_BYTES`` (linear time, bounded memory);
+    anything it misses is imported by the child itself. The grader also calls it
+    with the starter's source before forking its zygote, so that the grader and
+    every server share these libraries' memory.
+    """
+    source = source[:PRELOAD_SCAN_BYTES]
     import torch
 
     if b"optim" in source:  # the first optimiser built in a process pays ~1.7 s of lazy imports
