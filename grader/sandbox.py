@@ -25,6 +25,7 @@ import io
 import json
 import os
 import queue
+import secrets
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,7 @@ import numpy as np
 
 from . import forkserver, isolation
 from .isolation import bwrap_path, fork_mode  # noqa: F401  (re-exported: tests and the CLI ask here)
+from .worker import cgroups
 
 PACKAGE = Path(__file__).resolve().parent
 WORKER_PKG = PACKAGE / "worker"
@@ -147,12 +149,18 @@ def _parent_dirs(dests: list[str]) -> list[str]:
 
 
 def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
-             code: ProbeCode | None) -> tuple[list[str], list[str]]:
-    """The worker server's command line (submissions appear under ``stage``) and its layers."""
+             code: ProbeCode | None, group: cgroups.Group | None = None) -> tuple[list[str], list[str]]:
+    """The worker server's command line (submissions appear under ``stage``) and its layers.
+
+    ``group``: the server's cgroup, in which it makes one per submission (None: the watchdog caps)."""
     plan = isolation.plan()
     py = os.path.realpath(plan.python.executable)
     sys_paths = _python_paths(repo_root)
     config: dict = {"fork": plan.fork, "ipc_namespace": plan.own_uid}
+    layers = plan.layers()
+    if group is not None:
+        layers.append(f"memory, processes and CPU shares enforced by the kernel (a cgroup v{group.version} "
+                      "per submission)")
     if plan.bwrap:
         # /tmp is emptied after every submission unless an interpreter folder is mounted inside it
         wipe = ["/dev/shm"] + ([] if any(p.startswith("/tmp/") for p in sys_paths) else ["/tmp"])
@@ -183,16 +191,24 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
             cmd += ["--ro-bind", p, p]
         for src, dest in files:
             cmd += ["--ro-bind", src, dest]
+        if group is not None:   # the server's cgroup folders, writable, at fixed places in the view
+            inside = {c: f"/dgm-cgroup/{i}" for i, c in enumerate(dict.fromkeys(group.dirs.values()))}
+            cmd += _parent_dirs(list(inside.values()))
+            for src, dest in inside.items():
+                cmd += ["--bind", src, dest]
+            config["cgroup"] = {"version": group.version, "dirs": {k: inside[v] for k, v in group.dirs.items()}}
         cmd += ["--ro-bind", str(stage), "/submission",
                 "--chdir", "/scratch", "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp"]
         cmd += ["--", py, "-E", "-s", "-c", _bootstrap("/opt/dgm", sys_paths)]
     else:
         roots = [str(scratch), *(r for r in HOST_FILE_ROOTS if os.path.isdir(r))] if plan.own_uid else []
         config.update(submission_root=str(stage), scratch_root=str(scratch), file_roots=roots)
+        if group is not None:
+            config["cgroup"] = group.to_dict()
         if code is not None:
             config["code"] = {"package": code.package, "root": str(code.root)}
         cmd = [py, "-E", "-s", "-c", _bootstrap(str(PACKAGE.parent), sys_paths)]
-    return cmd + [json.dumps(config)], plan.layers()
+    return cmd + [json.dumps(config)], layers
 
 
 # --------------------------------------------------------------------------- results
@@ -292,6 +308,67 @@ def _kill_group(proc: subprocess.Popen | forkserver.Server) -> None:
             _sweep_orphans()
 
 
+_GRADER_GROUP: list[cgroups.Group | None] = []   # this grader's cgroup (made once), or [None]
+_GROUP_LOCK = threading.Lock()
+_SERVERS_MADE = [0]
+CGROUP_PREFIX = "dgm-"
+
+
+def _server_group() -> cgroups.Group | None:
+    """A cgroup for one new worker server, inside this grader's (None where none can be made, or
+    without a uid per submission: then the server's own end takes everything with it)."""
+    if not isolation.plan().own_uid or not isolation.plan().fork or os.environ.get("DGM_NO_CGROUPS"):
+        return None
+    with _GROUP_LOCK:
+        if not _GRADER_GROUP:
+            remove_stale_groups()
+            _GRADER_GROUP.append(cgroups.create_for_grader(f"{CGROUP_PREFIX}{os.getpid()}"))
+            if _GRADER_GROUP[0] is not None:
+                isolation.on_exit(_remove_grader_group)
+        if _GRADER_GROUP[0] is None:
+            return None
+        _SERVERS_MADE[0] += 1
+        try:
+            return _GRADER_GROUP[0].child(f"w{_SERVERS_MADE[0]}")
+        except OSError:
+            return None
+
+
+def _remove_grader_group() -> None:
+    with _GROUP_LOCK:
+        group = _GRADER_GROUP[0] if _GRADER_GROUP else None
+    if group is not None:
+        _kill_and_remove_tree(group)
+
+
+def _kill_and_remove_tree(group: cgroups.Group) -> None:
+    """Kill every process in ``group`` and its subgroups, then remove them all."""
+    for folder in dict.fromkeys(group.dirs.values()):
+        for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
+            cgroups.Group(group.version, {"unified" if group.version == 2 else "any": dirpath}).kill(wait_s=2.0)
+    group.remove()
+
+
+def remove_stale_groups(root: str = cgroups.ROOT) -> None:
+    """Remove the cgroups of grader processes that no longer run (killed before they could clean up),
+    killing whatever is still in them."""
+    if not os.path.isdir(root):
+        return
+    controllers = ["unified"] if os.path.isfile(os.path.join(root, "cgroup.controllers")) else list(cgroups.V1_CONTROLLERS)
+    for controller in controllers:
+        base = root if controller == "unified" else os.path.join(root, controller)
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            pid = name[len(CGROUP_PREFIX):]
+            if name.startswith(CGROUP_PREFIX) and pid.isdigit() and int(pid) != os.getpid() \
+                    and not os.path.exists(f"/proc/{pid}"):
+                version = 2 if controller == "unified" else 1
+                _kill_and_remove_tree(cgroups.Group(version, {controller: os.path.join(base, name)}))
+
+
 _ACTIVE: set[int] = set()           # worker processes running now (batch grading uses threads)
 _ACTIVE_LOCK = threading.Lock()
 _SUBREAPER = [False]
@@ -379,10 +456,36 @@ def remove_stale_temp() -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+_STALE_DONE: list[bool] = []
+_STALE_LOCK = threading.Lock()
+
+
+def _remove_what_dead_graders_left() -> None:
+    """Once per grader, before any uid is leased: the folders (staged copies included) and cgroups of
+    graders that were killed outright (SIGKILL, out of memory) and could not clean up."""
+    with _STALE_LOCK:
+        if _STALE_DONE:
+            return
+        _STALE_DONE.append(True)
+        remove_stale_temp()
+        if isolation.plan().own_uid:
+            remove_stale_groups()
+
+
 def _stage_copy(src: Path, dest: Path, uid: int | None) -> None:
     """Copy a submission for the worker: readable by its uid alone (root-owned, group = uid), or by
-    everyone when probes run as the grader's own user."""
-    shutil.copytree(src, dest, symlinks=False, ignore_dangling_symlinks=True)
+    everyone when probes run as the grader's own user.
+
+    The copy is made inside ``dest`` created private (0700) first, so no other uid can reach a file
+    of it at any moment; only then is ``dest`` opened to the submission's uid."""
+    os.mkdir(dest, 0o700)
+    os.chmod(dest, 0o700)   # whatever the umask
+    for entry in os.scandir(src):
+        target = dest / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            shutil.copytree(entry.path, target, symlinks=False, ignore_dangling_symlinks=True)
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copyfile(entry.path, target)
     dmode, fmode = (0o750, 0o640) if uid is not None else (0o755, 0o644)
     for root, dirs, files in os.walk(dest):
         for name, mode in [(d, dmode) for d in dirs] + [(f, fmode) for f in files]:
@@ -414,7 +517,8 @@ class WorkerServer:
         self.scratch.mkdir()
         for d in (self.tmp, self.stage, self.scratch):   # probe uids may pass, not list
             os.chmod(d, 0o711)
-        cmd, self.layers = _command(self.stage, self.scratch, repo_root, limits, code)
+        self.group = _server_group()
+        cmd, self.layers = _command(self.stage, self.scratch, repo_root, limits, code, self.group)
         zygote = _zygote_for(isolation.plan())
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.scratch),
@@ -473,6 +577,9 @@ class WorkerServer:
         except OSError:
             pass
         _kill_group(self.proc)
+        if self.group is not None:
+            self.group.kill()
+            self.group.remove()
         shutil.rmtree(self.tmp, ignore_errors=True)
         with _LIVE_LOCK:
             _LIVE.discard(self)
@@ -487,7 +594,7 @@ class WorkerServer:
         "timeout" or "crashed".
         """
         self.requests += 1
-        name = f"s{self.requests}"
+        name = secrets.token_hex(8)   # not guessable by another server's probes
         sub_dir = self.stage / name
         _stage_copy(files_dir, sub_dir, uid)
         request = {"dir": name, "module": module, "display": display, "probes": probes, "uid": uid,
@@ -658,6 +765,7 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
     remaining = list(probes)
     layers: list[str] = plan.layers()
     retried: set[str] = set()
+    _remove_what_dead_graders_left()
     lease = isolation.lease_uid() if plan.own_uid else None
     try:
         if lease is not None and plan.barrier == "uid":

@@ -776,6 +776,113 @@ def loss_minimax(g, d, x_real, *, device):
     assert worker_processes() == [] and (os.geteuid() != 0 or reserved_uid_processes() == [])
 
 
+SHARED_MAPPING = '''
+def loss_minimax(g, d, x_real, *, device):
+    import mmap, os, time
+    for _ in range(2):                    # three processes, each under any per-process limit
+        if os.fork() == 0:
+            break
+    block = mmap.mmap(-1, 400 << 20, flags=mmap.MAP_SHARED)   # shared with a child: nobody's private
+    if os.fork() == 0:
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+    time.sleep(30)
+'''
+
+MEMORY_FILE = '''
+def loss_minimax(g, d, x_real, *, device):
+    import os, time
+    chunk = b"x" * (1 << 20)
+    held = []
+    for _ in range(60):                   # memory-backed files in no folder, never mapped
+        fd = os.memfd_create("hold")
+        for _ in range(15):               # under the per-file size limit
+            os.write(fd, chunk)
+        held.append(fd)
+    time.sleep(30)
+'''
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="Linux only")
+@pytest.mark.parametrize("caps", ["kernel", "watchdog"])
+@pytest.mark.parametrize("body", [SHARED_MAPPING, MEMORY_FILE], ids=["shared-mapping", "memfd"])
+def test_memory_the_kernel_charges_counts_toward_the_cap(gan_assignment, tmp_path, monkeypatch, caps, body):
+    """Pages shared between a submission's processes and memory-backed files nobody maps are memory:
+    900 MB of either goes over a 512 MB cap, whether the kernel (a cgroup) or the watchdog enforces it."""
+    from dataclasses import replace
+
+    from conftest import reset_isolation
+    from grader.sandbox import Limits
+
+    if caps == "watchdog":
+        monkeypatch.setenv("DGM_NO_CGROUPS", "1")
+    elif os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    reset_isolation()
+    try:
+        a = replace(gan_assignment, probe_timeout_s=25.0)
+        r = grade(a, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", body)),
+                  limits=Limits(timeout_s=25.0, memory_mb=512))
+    finally:
+        monkeypatch.undo()
+        reset_isolation()
+    minimax = [t.output for t in r.tests if t.tags == ["loss_minimax"]]
+    assert r.score == HONEST_WITHOUT_MINIMAX
+    assert all("more than 512 MB of memory" in out for out in minimax), minimax[0]
+    if caps == "kernel" and "cgroup" in "; ".join(r.layers):
+        assert "enforced by the kernel" in minimax[0]
+    assert worker_processes() == [] and (os.geteuid() != 0 or reserved_uid_processes() == [])
+
+
+HOG = '''
+def _hog():
+    import os, time
+    for _ in range(40):                   # busy processes, to starve whoever is graded beside us
+        if os.fork() == 0:
+            os.setsid()                   # each its own session: the scheduler's autogroups see 40 users
+            while True:
+                pass
+    time.sleep(5)
+    raise RuntimeError("hogged")
+
+
+def loss_minimax(g, d, x_real, *, device):
+    _hog()
+
+
+def loss_nonsaturating(g, d, x_real, *, device):
+    _hog()
+
+
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    _hog()
+
+
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    _hog()
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+def test_a_student_with_many_busy_processes_does_not_starve_the_one_graded_beside_it(gan_assignment, tmp_path):
+    """CPU is shared equally between submissions graded at once (a cgroup each), not between
+    processes: forty busy processes of one student leave the honest neighbour its full score."""
+    from dataclasses import replace
+
+    cls = tmp_path / "class"
+    write_gan(cls / "a_hog", REFERENCE_GAN.split("\ndef ", 1)[0] + "\n" + HOG)
+    write_gan(cls / "b_honest", REFERENCE_GAN)
+    a = replace(gan_assignment, probe_timeout_s=3.0)   # an honest function needs well under a second
+    results = {r.submission: r for r in run_grade(assignment=a, submissions=[cls], out=tmp_path / "out",
+                                                   jobs=2, quiet=True)}
+    if "cgroup" not in "; ".join(results["b_honest"].layers) and not os.environ.get("DGM_FORCE_CPU_TEST"):
+        pytest.skip("no cgroup could be made here")
+    honest = [t.output for t in results["b_honest"].tests if not t.passed and t.tags != ["answers"]]
+    assert honest == [] and results["b_honest"].score == 45   # every code point (no answers file)
+    assert not any(t.passed for t in results["a_hog"].tests if not t.manual)
+    assert reserved_uid_processes() == []
+
+
 def test_scratch_disk_is_capped_for_a_submission(gan_assignment, tmp_path):
     body = '''
 def loss_minimax(g, d, x_real, *, device):
@@ -955,7 +1062,7 @@ def test_a_grader_stopped_by_sigterm_leaves_no_process_and_no_folder(tmp_path):
                              "--assignment", "gan", "--out", str(tmp_path / "out"), str(cls)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not list(tmpdir.glob("dgm-*/stage/s*")) and time.monotonic() < deadline:
+    while not list(tmpdir.glob("dgm-*/stage/*")) and time.monotonic() < deadline:
         time.sleep(0.2)                       # until a submission is being graded
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -974,3 +1081,42 @@ def test_a_grader_stopped_by_sigterm_leaves_no_process_and_no_folder(tmp_path):
     assert left == [] and (os.geteuid() != 0 or reserved_uid_processes() == [])
     for folder in request_cleanup:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_a_grader_killed_outright_leaves_nothing_the_next_one_keeps(tmp_path):
+    """SIGKILL gives a grader no chance to clean up: the next grader removes its staged copies and
+    cgroups before it leases any uid, and grades its own class in full."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    cls = tmp_path / "class"
+    for k in range(2):
+        write_gan(cls / f"s{k}", replace_function(REFERENCE_GAN, "loss_minimax", SLOW))
+    tmpdir = Path(tempfile.mkdtemp(prefix="sigkill-tmp-", dir="/tmp"))   # a TMPDIR probe uids can pass
+    os.chmod(tmpdir, 0o1777)
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--assignment", "gan", "--out",
+                                 str(tmp_path / "out1"), str(cls)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not list(tmpdir.glob("dgm-*/stage/*")) and time.monotonic() < deadline:
+            time.sleep(0.2)                       # until a submission is staged
+        left = [p.name for p in tmpdir.iterdir() if p.name.startswith("dgm-")]
+        assert left, "nothing was staged"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        groups = [d for d in Path("/sys/fs/cgroup").glob(f"*/dgm-{proc.pid}")]
+        again = subprocess.run([sys.executable, "-m", "grader", "grade", "--assignment", "gan", "--out",
+                                str(tmp_path / "out2"), str(REPO_ROOT / "assignments" / "gan" / "examples" /
+                                                            "alice_correct")],
+                               env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert "48 / 48" in again.stdout
+        assert not [name for name in left if (tmpdir / name).exists()], "the dead grader's folders were kept"
+        assert not [d for d in groups if d.exists()], "the dead grader's cgroups were kept"
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

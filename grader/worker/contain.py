@@ -331,7 +331,9 @@ def purge(uid: int, file_roots: list[str]) -> bool:
 
 
 def private_kb(pid: int) -> int:
-    """Memory that process ``pid`` alone holds (private pages and swap), in KiB; 0 when it is gone.
+    """Memory that process ``pid`` holds, in KiB; 0 when it is gone: its private pages and swap, and
+    its share of the shared memory it maps (``Pss_Shmem``: pages shared between a submission's
+    processes count once in the sum over them; one process's own shared mapping counts twice).
 
     Pages a forked child still shares with the worker server (torch, already
     loaded) are not counted: they cost nothing more.
@@ -340,11 +342,60 @@ def private_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith(("Private_Clean:", "Private_Dirty:", "Swap:")):
+                if line.startswith(("Private_Clean:", "Private_Dirty:", "Swap:", "Pss_Shmem:")):
                     total += int(line.split()[1])
     except (OSError, ValueError, IndexError):
         return 0
     return total
+
+
+_TMPFS: list[tuple[str, ...]] = []
+
+
+def _tmpfs_mounts() -> tuple[str, ...]:
+    """Mount points of memory-backed file systems (read once)."""
+    if not _TMPFS:
+        found = []
+        try:
+            with open("/proc/self/mounts") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 2 and parts[2] in ("tmpfs", "ramfs", "hugetlbfs"):
+                        found.append(parts[1])
+        except OSError:
+            pass
+        _TMPFS.append(tuple(found))
+    return _TMPFS[0]
+
+
+def held_files_kb(pids: list[int]) -> tuple[int, int]:
+    """(memory, disk) KiB of files that only open descriptors of ``pids`` keep alive: deleted files
+    and memfd files, which no walk of the folders finds. Memory-backed ones (memfd, tmpfs) count
+    as memory, the others as disk."""
+    seen: set[tuple[int, int]] = set()
+    memory = disk = 0
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                st = os.stat(path)
+                target = os.readlink(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            kb = st.st_blocks // 2
+            if target.startswith("/memfd:") or any(target == m or target.startswith(m.rstrip("/") + "/")
+                                                   for m in _tmpfs_mounts()):
+                memory += kb
+            else:
+                disk += kb
+    return memory, disk
 
 
 def descendants(root: int) -> list[int]:
@@ -401,8 +452,10 @@ class Watchdog:
     """
 
     def __init__(self, server: int, uid: int | None, memory_mb: int, disk_mb: int,
-                 tmpfs: list[str], file_roots: list[str]) -> None:
+                 tmpfs: list[str], file_roots: list[str], group=None) -> None:
         self.server, self.uid = server, uid
+        self.group = group   # a cgroups.Group: then the kernel caps memory and the watchdog reads its verdict
+        self.oom_seen = group.oom_kills() if group is not None else 0
         self.memory_kb, self.disk_kb = memory_mb << 10, disk_mb << 10
         self.memory_mb, self.disk_mb = memory_mb, disk_mb
         self.tmpfs, self.file_roots = tmpfs, file_roots
@@ -415,17 +468,23 @@ class Watchdog:
         return descendants(self.server)
 
     def memory_kb_used(self) -> int:
-        return sum(private_kb(p) for p in self.pids())
+        pids = self.pids()
+        return sum(private_kb(p) for p in pids) + held_files_kb(pids)[0]
 
     def disk_kb_used(self) -> int:
         if self.tmpfs:
             return tmpfs_used_kb(self.tmpfs)
-        return _du_kb(self.uid, self.file_roots)
+        return _du_kb(self.uid, self.file_roots) + held_files_kb(self.pids())[1]
 
     def breach(self) -> str | None:
         """None, or which cap the submission went over (a sentence for the student)."""
         now = time.monotonic()
-        if now >= self.next_memory:
+        if self.group is not None:
+            if self.group.oom_kills() > self.oom_seen:
+                self.oom_seen = self.group.oom_kills()
+                return (f"the submission's processes together used more than {self.memory_mb} MB of "
+                        "memory (the memory cap of a submission, enforced by the kernel)")
+        elif now >= self.next_memory:
             self.next_memory = now + 0.03
             if self.memory_kb_used() > self.memory_kb:
                 return (f"the submission's processes together used more than {self.memory_mb} MB of "

@@ -38,7 +38,7 @@ import sys
 import time
 import traceback
 
-from . import contain
+from . import cgroups, contain
 
 try:  # POSIX only; on Windows the worker runs without resource limits
     import resource
@@ -286,6 +286,8 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
                 os.close(fd)
             _close_all_but(w, log_fd)   # and so does everything else it holds (its helper's pipes)
             os.setsid()
+            if req.get("group") is not None:
+                req["group"].join()   # as root, before the uid: all it starts is charged to the group
             _drop_privileges(req.get("uid"))
             os.environ["HOME"] = req["scratch"]
             os.chdir(req["scratch"])
@@ -338,6 +340,8 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
         elif not ready:
             break  # the child is gone and nothing more arrives
     os.close(r)
+    if breach is None and watchdog.group is not None:
+        breach = watchdog.breach()   # the kernel's out-of-memory kill may be what ended the child
     chunks = []
     if len(buf) >= 8 and not breach:
         size = int.from_bytes(buf[:8], "big")
@@ -370,6 +374,8 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
 def _end_probe_processes(pid: int, req: dict) -> None:
     """Nothing a probe started outlives it: every process of the submission's uid, or else every
     descendant of ours, is killed and reaped."""
+    if req.get("group") is not None:
+        req["group"].kill()
     if req.get("uid") is not None:
         contain.kill_uid(req["uid"])
     _kill_descendants(pid)
@@ -531,8 +537,13 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     os.makedirs(req["scratch"], mode=0o700)
     if uid is not None:
         os.chown(req["scratch"], uid, uid)
+    req["group"] = None
+    if config.get("cgroup") and config["fork"]:   # caps the kernel enforces (see cgroups)
+        req["group"] = cgroups.Group.from_dict(config["cgroup"]).child(name)
+        req["group"].limit(int(req["memory_mb"]) << 20, int(req["nproc"]) + 16)
     req["watchdog"] = contain.Watchdog(os.getpid(), uid, int(req["memory_mb"]), int(req["disk_mb"]),
-                                       list(config.get("tmpfs", [])), [req["scratch"], *roots])
+                                       list(config.get("tmpfs", [])), [req["scratch"], *roots],
+                                       group=req["group"])
     _FSIZE_MB[0] = int(req["fsize_mb"])
     _preload_imports(req)
     if not config["fork"]:   # student code runs in this very process, as the submission's uid
@@ -551,8 +562,11 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
             header, payload = _run_inline(probe, req)
         _send(result_fd, header, payload)
     clean = True
+    if req["group"] is not None:
+        clean = req["group"].kill()
+        req["group"].remove()
     if uid is not None:
-        clean = contain.purge(uid, roots)
+        clean = contain.purge(uid, roots) and clean
     _kill_descendants(None)
     shutil.rmtree(req["scratch"], ignore_errors=True)
     shutil.rmtree(req["log_dir"], ignore_errors=True)
