@@ -139,14 +139,27 @@ def _walk_files(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
 
 
 def tree_sha256(root: Path, skip: tuple[str, ...] = ()) -> str:
-    """Content hash of the files under ``root`` (names and bytes), or of ``root`` itself if a file."""
+    """Content hash of the files under ``root`` (names and bytes), or of ``root`` itself if a file.
+
+    Names are hashed as the bytes they are on disk (``os.fsencode``): a name that is
+    not UTF-8 must not stop the batch. Contents are read in chunks.
+    """
     root = Path(root)
     digest = hashlib.sha256()
     if root.is_file():
-        digest.update(root.read_bytes())
+        _hash_file(digest, root)
     for f in _walk_files(root, skip) if root.is_dir() else []:
-        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        digest.update(os.fsencode(f.relative_to(root).as_posix()) + b"\0")
+        _hash_file(digest, f)
+        digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _hash_file(digest, path: Path) -> None:
+    """Feed the bytes of ``path`` to ``digest`` a megabyte at a time."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
 
 
 def _locate(root: Path, relpath: str) -> Path | None:
