@@ -10,6 +10,7 @@ import io
 import json
 import os
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -703,6 +704,146 @@ def test_nothing_of_one_student_reaches_the_next_even_with_the_same_uid(gan_assi
     assert keys.get("60990", 0) <= 2
     with open("/proc/sysvipc/shm") as f:    # (with bubblewrap the segment lived in the sandbox's namespace)
         assert not [line for line in f.read().splitlines()[1:] if line.split()[7] == "60990"]
+
+
+MKDIR_OUT = '''
+    import os
+    if (NAME, os.getpid()) not in _MADE:    # once per run, as a training script makes its output folder
+        _MADE.add((NAME, os.getpid()))
+        os.mkdir("out")                     # fails if an earlier function's folder is still here
+        with open(os.path.join("out", NAME + ".txt"), "w") as f:
+            f.write("started")
+'''
+
+
+def _mkdir_first(source: str) -> str:
+    """Every graded function of ``source`` starts by making the folder out/ (once per process) and a file in it."""
+    for name in ("loss_minimax", "loss_nonsaturating", "conditional_loss_nonsaturating", "loss_wasserstein_gp"):
+        head = source.index(f"\ndef {name}(")
+        body = source.index(":\n", source.index(")", head)) + 2
+        source = source[:body] + MKDIR_OUT.lstrip("\n").replace("NAME", repr(name)) + source[body:]
+    return "_MADE = set()\n" + source
+
+
+@pytest.mark.parametrize("fork", ["fork", "no-fork"])
+def test_every_graded_function_starts_in_a_fresh_empty_folder(gan_assignment, tmp_path, monkeypatch, fork):
+    """What one function leaves in its working folder is gone when the next one starts."""
+    from conftest import reset_isolation
+
+    if fork == "no-fork":
+        monkeypatch.setenv("DGM_NO_FORK", "1")
+        reset_isolation()
+    try:
+        r = grade(gan_assignment, write_gan(tmp_path / "s", _mkdir_first(REFERENCE_GAN)))
+    finally:
+        monkeypatch.undo()
+        reset_isolation()
+    assert r.score == 45, [t.output for t in r.tests if not t.passed and t.tags != ["answers"]][:1]
+
+
+LEAVE_DEEP = '''
+def loss_minimax(g, d, x_real, *, device):
+    import os, tempfile
+    here = os.getcwd()
+    for folder in dict.fromkeys((here, tempfile.gettempdir())):   # (in bubblewrap /tmp is not writable)
+        if os.path.exists(os.path.join(folder, "left-deep")):         # left by an earlier call
+            continue
+        os.chdir(folder)
+        os.mkdir("left-deep")                 # deeper than any path can name, and unreadable at the bottom
+        os.chdir("left-deep")
+        for _ in range(3000):
+            os.mkdir("d")
+            os.chdir("d")
+        os.chmod(".", 0)
+        os.chdir(folder)
+        os.mkdir("left-many")
+        for i in range(NFILES):
+            open(os.path.join("left-many", str(i)), "w").close()
+            if i % 10 == 0:
+                open("left-file-" + str(i), "w").close()
+    os.chdir(here)
+    raise RuntimeError("left a deep tree and many files")
+'''
+FIND_DEEP = '''
+def loss_minimax(g, d, x_real, *, device):
+    import os, tempfile
+    found = []
+    for folder in (os.getcwd(), os.environ["HOME"], tempfile.gettempdir()):
+        for name in os.listdir(folder):
+            if name.startswith("left-") or os.lstat(os.path.join(folder, name)).st_uid == os.getuid():
+                found.append(os.path.join(folder, name))
+    if found:
+        raise RuntimeError("FOUND " + " ".join(found[:5]))
+    return REFERENCE(g, d, x_real, device=device)
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid per submission needs root")
+def test_a_deep_tree_and_many_files_never_reach_the_next_student_with_the_same_uid(gan_assignment, tmp_path,
+                                                                                   monkeypatch):
+    """The purge removes without recursion or entry limit; the next holder of the uid finds nothing."""
+    from conftest import reset_isolation
+
+    monkeypatch.setenv("DGM_UID_RANGE", "61990-61990")
+    cls = tmp_path / "class"
+    write_gan(cls / "a_leaver", replace_function(REFERENCE_GAN, "loss_minimax",
+                                                 LEAVE_DEEP.replace("NFILES", "30_000")))
+    write_gan(cls / "b_finder", replace_function(REFERENCE_GAN, "loss_minimax", FIND_DEEP) + _reference_as("REFERENCE"))
+    a = replace(gan_assignment, probe_timeout_s=30.0)
+    try:
+        results = {r.submission: r for r in run_grade(assignment=a, submissions=[cls], out=tmp_path / "out",
+                                                       quiet=True)}
+    finally:
+        reset_isolation()
+    leaver = [t.output for t in results["a_leaver"].tests if t.tags == ["loss_minimax"]][0]
+    assert "left a deep tree" in leaver or "files and folders" in leaver, leaver
+    assert results["a_leaver"].score == HONEST_WITHOUT_MINIMAX
+    finder = [t.output for t in results["b_finder"].tests if t.tags == ["loss_minimax"] and not t.passed]
+    assert results["b_finder"].score == 45, finder
+    assert reserved_uid_processes() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another uid need root")
+def test_the_purge_removes_any_depth_and_any_number_of_entries_and_says_when_it_could_not(tmp_path, monkeypatch):
+    import shutil
+
+    from grader.worker import contain
+
+    uid = 61991
+    root = tmp_path / "tmp"
+    root.mkdir()
+    os.chmod(root, 0o1777)                               # a world-writable root, as /tmp
+    deep = root / "deep"
+    deep.mkdir()
+    os.chown(deep, uid, uid)
+    start = os.open(".", os.O_RDONLY)
+    try:
+        os.chdir(deep)
+        for _ in range(5000):                            # shutil.rmtree: RecursionError; paths: too long
+            os.mkdir("d")
+            os.chown("d", uid, uid)
+            os.chdir("d")
+        os.chmod(".", 0)
+    finally:
+        os.fchdir(start)
+        os.close(start)
+    many = root / "many"
+    many.mkdir()
+    for i in range(250_000):                             # more entries than the old walk looked at
+        open(many / str(i), "w").close()
+    os.chown(many, uid, uid)
+    for i in range(1000):                                # loose files of the uid at the top
+        open(root / f"f{i}", "w").close()
+        os.chown(root / f"f{i}", uid, uid)
+    assert contain._du_kb(uid, [str(root)]) is None      # too deep to count: over the cap, never "fine"
+    with pytest.raises(RecursionError):
+        shutil.rmtree(deep / "d")
+    assert contain.purge(uid, [str(root)]) is True
+    assert list(root.iterdir()) == []
+    open(root / "stuck", "w").close()
+    os.chown(root / "stuck", uid, uid)
+    monkeypatch.setattr(contain, "remove_tree", lambda path: False)   # something that will not go
+    assert contain.remove_files(uid, [str(root)]) is False and contain.purge(uid, [str(root)]) is False
 
 
 # ------------------------------------------------------------------ caps on a submission as a whole
