@@ -94,10 +94,10 @@ class Progress:
                 filled = int(width * self.done / max(self.total, 1))
                 bar = "#" * filled + "." * (width - filled)
                 line = (f"\r[{bar}] {self.done}/{self.total} {_clock(time.monotonic() - self.start)}{left} "
-                        f"| {result.submission[:24]}: {result.score:g}/{result.max_score:g}{note}")
+                        f"| {report.plain(result.submission)[:24]}: {result.score:g}/{result.max_score:g}{note}")
                 self.stream.write(line[:160].ljust(100) + ("\n" if self.done == self.total else ""))
             else:
-                self.stream.write(f"[{self.done}/{self.total}] {result.submission}: "
+                self.stream.write(f"[{self.done}/{self.total}] {report.plain(result.submission)}: "
                                   f"{result.score:g}/{result.max_score:g}{note}{left}\n")
             self.stream.flush()
 

@@ -945,6 +945,40 @@ def test_a_source_file_of_megabytes_costs_its_author_only(gan_assignment, tmp_pa
     assert len(bloat) > 3_500_000 and time.monotonic() - start < 120
 
 
+def test_a_source_of_a_million_lines_is_refused_at_once_with_a_message(gan_assignment, tmp_path):
+    """Every probe imports the module anew: a source far beyond any homework is refused, not graded for minutes."""
+    r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN + "x = 1\n" * 1_000_000))
+    assert not r.grader_errors and r.status == "invalid" and r.score == 0
+    assert "more than 1 MB of code" in " ".join(r.problems), r.problems
+    comments = REFERENCE_GAN + "# a comment costs the compiler next to nothing\n" * 200_000   # 9 MB, no code
+    assert grade(gan_assignment, write_gan(tmp_path / "c", comments)).score == 45
+
+
+def test_a_notebook_of_megabytes_costs_what_its_code_costs(tmp_path):
+    """Outputs are never parsed as code; a notebook with megabytes of code is refused with a message."""
+    import base64
+
+    from grader.config import load_assignment
+
+    a = load_assignment("gan1d")
+    nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
+    image = base64.b64encode(os.urandom(2_500_000)).decode()   # 3.3 MB of plot output
+    plots = dict(nb, cells=nb["cells"] + [{"cell_type": "code", "source": "plt.show()", "metadata": {},
+                                           "execution_count": 1, "outputs": [{"output_type": "display_data",
+                                                                              "data": {"image/png": image},
+                                                                              "metadata": {}}]}])
+    (tmp_path / "plots.ipynb").write_text(json.dumps(plots))
+    r = grade(a, tmp_path / "plots.ipynb")
+    assert not r.grader_errors and r.score == a.auto_points, [t.output for t in r.tests if not t.passed][:1]
+    code = "".join(f"losses.append({i})\n" for i in range(170_000))   # 3.4 MB of code
+    pasted = dict(nb, cells=nb["cells"] + [{"cell_type": "code", "source": code, "metadata": {},
+                                            "execution_count": 2, "outputs": []}])
+    (tmp_path / "pasted.ipynb").write_text(json.dumps(pasted))
+    r = grade(a, tmp_path / "pasted.ipynb")
+    assert not r.grader_errors and r.status == "invalid"
+    assert "MB of code; at most 1 MB is accepted" in " ".join(r.problems), r.problems
+
+
 def test_hostile_notebook_cells_are_skipped_with_a_message(tmp_path):
     from grader.config import load_assignment
 
