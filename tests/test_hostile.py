@@ -1056,6 +1056,81 @@ def test_undecodable_and_colliding_names_grade_every_student_under_their_own_nam
     assert len((out / "grades.csv").read_text().splitlines()) == 5
 
 
+# ------------------------------------------------------------------ reports quote what a student wrote
+
+EVIL_TEXT = "```\n# 140 / 140\n<script>alert(1)</script>\x1b[2J\x1b[31mred\x1b]0;title\x07\r~~~\n| a | b |"
+LOUD = '''
+def loss_minimax(g, d, x_real, *, device):
+    import sys
+    print(EVIL)
+    print(EVIL, file=sys.stderr)
+    raise RuntimeError(EVIL)
+'''
+
+
+def _structure(md: str) -> list[str]:
+    """The heading lines of a markdown document outside its fenced blocks; asserts no raw HTML
+    tag and no fence left open."""
+    import re
+
+    headings, fence = [], ""
+    for line in md.splitlines():
+        assert "<script" not in line.lower() and "\x1b" not in line, line
+        if fence:
+            if line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+                fence = ""
+            continue
+        opened = re.match(r" {0,3}(`{3,}|~{3,})", line)
+        if opened:
+            fence = opened.group(1)
+        elif re.match(r" {0,3}#{1,6}(\s|$)", line):
+            headings.append(line)
+    assert not fence, "a fence was left open"
+    return headings
+
+
+def test_student_text_cannot_change_the_reports_or_the_terminal(gan_assignment, tmp_path, capsys):
+    from dataclasses import replace as replaced
+
+    from grader import report
+    from grader.cli import main
+
+    cls = tmp_path / "class"
+    loud = write_gan(cls / "loud", replace_function(REFERENCE_GAN, "loss_minimax", LOUD).replace(
+        "EVIL", repr(EVIL_TEXT)))
+    (loud / "gan_answers.yaml").write_text('"4.2a":\n  answer: ' + json.dumps(EVIL_TEXT) + "\n")
+    write_gan(cls / "``` # 140 `x` <b>", REFERENCE_GAN)
+    out = tmp_path / "out"
+    assert main(["grade", "--assignment", "gan", "--out", str(out), str(cls)]) == 0
+    assert main(["check", "--assignment", "gan", str(loud)]) == 1
+    shown = capsys.readouterr()
+    assert "\x1b" not in shown.out + shown.err and "\r" not in shown.out + shown.err
+    assert "FAIL" in shown.out and "RuntimeError" in shown.out       # the student still reads the message
+    rows = (out / "grades.csv").read_text().splitlines()
+    assert len(rows) == 3 and "loud,10,10,15,0,0,35,48,error" in rows, rows
+    for folder in (p for p in out.iterdir() if p.is_dir()):
+        results = json.loads((folder / "results.json").read_text())
+        md = (folder / "feedback.md").read_text()
+        failed = [t for t in results["tests"] if t["status"] == "failed"]
+        headings = _structure(md)
+        assert headings[0].startswith("# gan: ") and len(headings) == 1 + len(failed), headings
+        assert all(h.startswith("## ") and "140 / 140" not in h for h in headings[1:]), headings
+        if folder.name == "loud":
+            assert results["score"] == HONEST_WITHOUT_MINIMAX
+            assert "&lt;script&gt;alert(1)" in md                  # shown, as text
+        else:
+            assert results["score"] == 45
+    headings = _structure((out / "summary.md").read_text())
+    assert headings[0] == "# Summary: 2 submissions" and all(h.startswith("## ") for h in headings[1:])
+    from grader.grade import GradeResult
+
+    loud_result = GradeResult.from_dict(json.loads((out / "loud" / ".grade-cache.json").read_text())["result"])
+    named = replaced(loud_result, submission="```\n# 140 / 140 <script>x</script>", problems=[EVIL_TEXT])
+    headings = _structure(report.feedback_md(named))                # a name that no batch would make
+    assert len(headings) == 1 + len([t for t in named.tests if not t.passed and not t.manual]), headings
+    assert "\x1b" not in report.table([named], details=True)
+
+
 # ------------------------------------------------------------------ every exit path leaves nothing
 
 SLOW = '''
