@@ -26,9 +26,13 @@ from .submission import tree_sha256
 CACHE_FILE = ".grade-cache.json"
 
 
-def input_hash(path: Path) -> str:
-    """Content hash of an upload as it lies on disk (a file's bytes, or every file of a folder)."""
-    return tree_sha256(path)
+def input_hash(path: Path) -> str | None:
+    """Content hash of an upload as it lies on disk (a file's bytes, or every file of a folder);
+    None when it cannot be read (then it is graded, and its result is not stored)."""
+    try:
+        return tree_sha256(path)
+    except (OSError, ValueError):
+        return None
 
 
 def grader_fingerprint(assignment: Assignment, public_only: bool = False) -> str:
@@ -93,10 +97,10 @@ class Progress:
                 filled = int(width * self.done / max(self.total, 1))
                 bar = "#" * filled + "." * (width - filled)
                 line = (f"\r[{bar}] {self.done}/{self.total} {_clock(time.monotonic() - self.start)}{left} "
-                        f"| {result.submission[:24]}: {result.score:g}/{result.max_score:g}{note}")
+                        f"| {report.plain(result.submission)[:24]}: {result.score:g}/{result.max_score:g}{note}")
                 self.stream.write(line[:160].ljust(100) + ("\n" if self.done == self.total else ""))
             else:
-                self.stream.write(f"[{self.done}/{self.total}] {result.submission}: "
+                self.stream.write(f"[{self.done}/{self.total}] {report.plain(result.submission)}: "
                                   f"{result.score:g}/{result.max_score:g}{note}{left}\n")
             self.stream.flush()
 
@@ -123,7 +127,7 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
     def one(i: int) -> None:
         folder = out / names[i]
         upload = input_hash(paths[i])
-        result = None if force else cached_result(folder, upload, fingerprint)
+        result = None if force or upload is None else cached_result(folder, upload, fingerprint)
         cached = result is not None
         if result is None:
             try:
@@ -133,7 +137,7 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
                 result = GradeResult(assignment.name, names[i], "", all_failed(assignment, why, False), "error",
                                      0.0, problems=[why], grader_errors=[traceback.format_exc()])
             report.write_submission_reports(result, out)
-            if not result.grader_errors:
+            if not result.grader_errors and upload is not None:
                 store_result(folder, upload, fingerprint, result)
         results[i] = result
         progress.update(result, cached)

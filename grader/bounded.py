@@ -25,6 +25,7 @@ from . import isolation
 
 TASKS = {
     "load_submission": "grader.submission:load_into",
+    "compile_sources": "grader.submission:compile_sources",
     "extract_notebook": "grader.notebook:extract_plain",
     "answers_items": "grader.answers:untrusted_items",
 }

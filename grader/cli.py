@@ -197,7 +197,7 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     """Public checks only, for students: each test, a message for each failure, notes, and what is
     left to answer. Returns the result (the caller exits 1 when a check failed)."""
     from .grade import grade
-    from .report import test_output
+    from .report import plain, test_output
 
     folder, tmp = _check_folder(path, assignment)
     try:
@@ -205,7 +205,7 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     finally:
         if tmp is not None:
             remove_temp(tmp)
-    print(f"grader check: {assignment.name} ({printable(str(path))})")
+    print(f"grader check: {assignment.name} ({plain(printable(str(path)))})")
     shown: set[tuple[str, str]] = set()
     for t in r.tests:
         print(f"  {'PASS' if t.passed else 'FAIL'}  {t.name}")
@@ -213,10 +213,10 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
         key = (t.tags[0], text)
         if text and key not in shown:  # one message per function when its tests share it
             shown.add(key)
-            for line in text.strip().splitlines():
+            for line in plain(text).strip().splitlines():   # student text: no terminal escapes
                 print(f"        {'' if not t.passed else 'note: '}{line}")
     for p in r.problems:
-        print(f"  ! {p}")
+        print(f"  ! {plain(p)}")
     passed = sum(t.passed for t in r.tests)
     print(f"{passed}/{len(r.tests)} public checks passed in {r.execution_time:.1f} s. "
           "Hidden tests compare your values with the reference when you submit.")
@@ -419,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = run_demo(out=args.out)
     except (UsageError, ConfigError) as err:
-        print(f"grader: error: {err}", file=sys.stderr)
+        from .report import plain
+
+        print(f"grader: error: {plain(str(err))}", file=sys.stderr)
         return 2
     if any(r.grader_errors for r in results):
         print("grader: the grader itself failed on some tests (see the staff-only entries in results.json)",

@@ -164,6 +164,15 @@ def _extract(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, st
     return module, notes, ex.problems
 
 
+def _compile_once(files_dir: Path) -> None:
+    """Compile the submission's Python files once (in a bounded helper) so that no probe compiles
+    them again; when that fails, each probe compiles for itself, as before."""
+    try:
+        bounded.call("compile_sources", folder=str(files_dir))
+    except (bounded.InputTooLarge, RuntimeError):
+        pass
+
+
 def _fill_support(files_dir: Path, assignment: Assignment) -> None:
     """Add starter files the submission lacks (never the required files themselves)."""
     repo = Path(assignment.folder).parent.parent
@@ -227,6 +236,7 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
                 module, notes, nb_problems = _extract(sub.files_dir, assignment)
             except NotebookError as err:
                 return invalid(f"{assignment.module}: {err}", sub.sha256, sub.name)
+        _compile_once(sub.files_dir)
         warm = threading.Thread(target=_warm_reference, args=(assignment, public_only), daemon=True)
         warm.start()
         run = run_probes(sub.files_dir, module, _probes(assignment, public_only), REPO_ROOT, limits,   # probe

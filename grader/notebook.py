@@ -111,17 +111,31 @@ def _guard(node: ast.stmt, error: str) -> ast.stmt:
                    orelse=[], finalbody=[])
 
 
+MAX_CODE_BYTES = 1 << 20     # of all code cells together, as for a Python source (a homework notebook: ~50 KB)
+
+
 def extract(text: str, graded: list[str]) -> Extracted:
-    """The importable module for a notebook's text, and where each graded name is defined."""
+    """The importable module for a notebook's text, and where each graded name is defined.
+
+    Only what is kept is written back (training loops, plots and the like are
+    parsed, then dropped); a notebook with more code than any homework is refused.
+
+    Raises:
+        NotebookError: not a notebook, or more than ``MAX_CODE_BYTES`` of code.
+    """
     body: list[ast.stmt] = []
     result = Extracted(source="")
-    for number, src in code_cells(text):
+    cells = code_cells(text)
+    size = sum(len(src) for _, src in cells if src is not None)
+    if size > MAX_CODE_BYTES:
+        raise NotebookError(f"its code cells hold {size / (1 << 20):.1f} MB of code; at most "
+                            f"{MAX_CODE_BYTES >> 20} MB is accepted (remove generated or pasted data)")
+    for number, src in cells:
         if src is None:
             result.problems.append(f"cell {number}'s source is not text; it was skipped")
             continue
         try:
             tree = ast.parse(_strip_magics(src))
-            ast.unparse(tree)   # what cannot be written back (nested too deeply) cannot be graded
         except SyntaxError as err:
             result.problems.append(f"cell {number} has a syntax error (line {err.lineno}: {err.msg}); it was skipped")
             continue
@@ -131,6 +145,11 @@ def extract(text: str, graded: list[str]) -> Extracted:
         for node in tree.body:
             if not _keep(node):
                 continue
+            try:
+                ast.unparse(node)   # what cannot be written back (nested too deeply) cannot be graded
+            except (RecursionError, MemoryError, ValueError):
+                result.problems.append(f"cell {number} is nested too deeply to be read; it was skipped")
+                break
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in graded:
                 result.cells.setdefault(node.name, []).append(number)
             if isinstance(node, (ast.Import, ast.ImportFrom)):

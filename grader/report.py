@@ -7,11 +7,42 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from . import __version__
 from .grade import GradeResult
+
+# C0 and C1 controls but newline and tab (terminal escapes, carriage returns), and the bidi
+# overrides that reorder what a reader sees
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_MD_INLINE = re.compile(r"([\\`\[\]|#])")   # what opens a code span, link, cell or heading
+
+
+def plain(text: str) -> str:
+    """``text`` without control characters (newline and tab kept): student text printed on a
+    terminal can neither move the cursor nor recolour or rewrite what the grader printed."""
+    return _CONTROL.sub("", str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_inline(text: str) -> str:
+    """Student text for one markdown line (a heading, a table cell, a quote): one line, HTML and
+    markdown punctuation escaped, so it cannot open a heading, a fence, a cell or a tag."""
+    one_line = " ".join(plain(text).split())
+    return _MD_INLINE.sub(r"\\\1", _html(one_line))
+
+
+def md_block(text: str) -> list[str]:
+    """Student text as a fenced block: the fence is longer than any run of backticks in it (so
+    nothing inside can close it), HTML escaped, control characters stripped."""
+    body = _html(plain(text))
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", body)), default=0))
+    return [fence, *body.splitlines(), fence]
 
 
 def test_output(t) -> str:
@@ -72,18 +103,19 @@ def write_atomic(path: Path, text: str) -> None:
 
 def feedback_md(result: GradeResult) -> str:
     """A readable account of every test for the student."""
-    out = [f"# {result.assignment}: {result.submission}", "",
+    out = [f"# {md_inline(result.assignment)}: {md_inline(result.submission)}", "",
            f"**{result.score:g} / {result.max_score:g}** points graded automatically.", ""]
-    out += [f"> {p}" for p in result.problems]
+    for p in result.problems:
+        out += [f"> {md_inline(p)}", ""]
     out += ["| # | test | points | result |", "| --- | --- | --- | --- |"]
     for t in result.tests:
         mark = "manual" if t.manual else ("pass" if t.passed else "FAIL")
         pts = "staff" if t.manual else f"{t.score:g} / {t.max_score:g}"
-        out.append(f"| {t.number} | {t.name} | {pts} | {mark} |")
+        out.append(f"| {md_inline(t.number)} | {md_inline(t.name)} | {pts} | {mark} |")
     out.append("")
     for t in result.tests:
         if not t.passed and not t.manual:
-            out += [f"## {t.number} {t.name}", "", "```", test_output(t), "```", ""]
+            out += [f"## {md_inline(t.number)} {md_inline(t.name)}", "", *md_block(test_output(t)), ""]
     return "\n".join(out)
 
 
@@ -130,17 +162,17 @@ def table(results: list[GradeResult], details: bool = False) -> str:
     With ``details``, each failed function is followed by the first line of its
     likely-mistake message (or of its failure message).
     """
-    width = max([len(r.submission) for r in results] + [10])
+    width = max([len(plain(r.submission)) for r in results] + [10])
     lines = [f"{'submission':<{width}}  {'score':>11}  {'status':<8}  failed tests"]
     for r in results:
         failed = [t.tags[0] for t in r.tests if not t.passed and not t.manual and t.tags]
         failed = list(dict.fromkeys(failed))
-        lines.append(f"{r.submission:<{width}}  {r.score:>5g} / {r.max_score:<3g}  {r.status:<8}  "
+        lines.append(f"{plain(r.submission):<{width}}  {r.score:>5g} / {r.max_score:<3g}  {r.status:<8}  "
                      + (", ".join(failed) if failed else "-"))
         if details:
             for fn in failed:
                 lines.append(f"{'':<{width}}    {fn}: {_gist([t for t in r.tests if t.tags[:1] == [fn] and not t.passed])}")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 def _gist(tests: list) -> str:
@@ -163,7 +195,7 @@ def summary(results: list[GradeResult]) -> str:
         bins[min(9, int(10 * r.score / top))] += 1
     lines = [f"# Summary: {len(results)} submissions", "",
              f"Mean {sum(r.score for r in results) / len(results):.2f} / {top:g}; "
-             f"statuses: " + ", ".join(f"{s} {sum(r.status == s for r in results)}"
+             f"statuses: " + ", ".join(f"{md_inline(s)} {sum(r.status == s for r in results)}"
                                        for s in sorted({r.status for r in results})), "",
              "## Totals", "", "```"]
     for i, n in enumerate(bins):
@@ -171,7 +203,7 @@ def summary(results: list[GradeResult]) -> str:
     lines += ["```", "", "## Pass rate of every test (lowest first)", "", "| test | passed | rate |",
               "| --- | --- | --- |"]
     for name, passed, total in pass_rates(results):
-        lines.append(f"| {name} | {passed} / {total} | {passed / total:.0%} |")
+        lines.append(f"| {md_inline(name)} | {passed} / {total} | {passed / total:.0%} |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from . import isolation
 
 MAX_FILES = 2000
 MAX_TOTAL_BYTES = 200 << 20
+MAX_CODE_BYTES = 1 << 20    # of a Python source, comments and blank lines not counted (a student's: < 50 KB)
 SKIP_DIRS = {"__MACOSX", ".git", "__pycache__", ".ipynb_checkpoints"}
 
 
@@ -139,14 +140,27 @@ def _walk_files(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
 
 
 def tree_sha256(root: Path, skip: tuple[str, ...] = ()) -> str:
-    """Content hash of the files under ``root`` (names and bytes), or of ``root`` itself if a file."""
+    """Content hash of the files under ``root`` (names and bytes), or of ``root`` itself if a file.
+
+    Names are hashed as the bytes they are on disk (``os.fsencode``): a name that is
+    not UTF-8 must not stop the batch. Contents are read in chunks.
+    """
     root = Path(root)
     digest = hashlib.sha256()
     if root.is_file():
-        digest.update(root.read_bytes())
+        _hash_file(digest, root)
     for f in _walk_files(root, skip) if root.is_dir() else []:
-        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        digest.update(os.fsencode(f.relative_to(root).as_posix()) + b"\0")
+        _hash_file(digest, f)
+        digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _hash_file(digest, path: Path) -> None:
+    """Feed the bytes of ``path`` to ``digest`` a megabyte at a time."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
 
 
 def _locate(root: Path, relpath: str) -> Path | None:
@@ -164,6 +178,21 @@ def _locate(root: Path, relpath: str) -> Path | None:
             return min(hits, key=lambda p: len(p.relative_to(root).parts))
     same_suffix = [p for p in files if p.suffix == want.suffix]
     return same_suffix[0] if len(same_suffix) == 1 else None
+
+
+def code_bytes(path: Path, cap: int = MAX_CODE_BYTES) -> int:
+    """Bytes of code in a Python source (lines that are neither blank nor comments), counted in
+    one streaming pass that stops just past ``cap``: every probe imports the file anew, so what
+    it costs grows with its code, and a source far beyond any homework is refused instead."""
+    total = 0
+    with open(path, "rb") as f:
+        for line in f:
+            text = line.strip()
+            if text and not text.startswith(b"#"):
+                total += len(line)
+                if total > cap:
+                    break
+    return total
 
 
 def printable(text: str) -> str:
@@ -246,6 +275,10 @@ def load_into(path: str, dest: str, required: list[str], optional_globs: list[st
         # keep the student's folder around the file (sample grids etc. sit next to codebase/)
         up = len(PurePosixPath(rel).parts) - 1
         base = found.parents[up] if up < len(found.relative_to(raw).parts) else raw
+        if rel.endswith(".py") and code_bytes(found) > MAX_CODE_BYTES:
+            problems.append(f"{rel} holds more than {MAX_CODE_BYTES >> 20} MB of code (comments and blank lines "
+                            "not counted); a homework solution is far smaller: remove generated or pasted data")
+            continue
         target = files / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(found, target)
@@ -257,6 +290,29 @@ def load_into(path: str, dest: str, required: list[str], optional_globs: list[st
                 shutil.copyfile(f, target)
     shutil.rmtree(raw, ignore_errors=True)
     return {"name": submission_name(path_), "sha256": tree_sha256(files), "problems": problems}
+
+
+def compile_sources(folder: str) -> int:
+    """Compile every Python file under ``folder`` once, into ``__pycache__`` (run in a bounded helper
+    process); the number compiled.
+
+    Each graded function runs in a fresh process that imports the student's module:
+    with the bytecode there, none of them compiles it again. The files are marked
+    unchecked (the copy the worker reads never changes); a file that does not
+    compile is left to the worker, which reports the error to the student.
+    """
+    import py_compile
+
+    done = 0
+    for f in _walk_files(Path(folder)):
+        if f.suffix == ".py":
+            try:
+                py_compile.compile(str(f), doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                done += 1
+            except (py_compile.PyCompileError, SyntaxError, ValueError, RecursionError, MemoryError, OSError):
+                pass
+    return done
 
 
 def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:

@@ -244,3 +244,33 @@ def test_a_gradescope_export_is_reported_by_submitter(gan_assignment, tmp_path):
                                                          quiet=True)}
     assert results == {"alice@example.edu": 45, "Bob_19": 0, "submission_1003": 45}
     assert (out / "alice@example.edu" / "results.json").is_file()
+
+
+def test_a_file_name_that_is_not_utf8_neither_stops_the_batch_nor_its_cache(tmp_path, monkeypatch):
+    """Names from an upload are bytes: hashing them for the cache, copying them and grading must not care."""
+    from grader.cli import main
+
+    cls = tmp_path / "class"
+    write_gan(cls / "alice", REFERENCE_GAN)
+    bob = os.fsencode(write_gan(cls / "bob", REFERENCE_GAN))
+    for rel in (b"notes-\xff.txt", b"out_\xfe/fake_1.png", b"out/fake_\xe9.png"):   # the last two are submitted
+        os.makedirs(os.path.dirname(bob + b"/" + rel), exist_ok=True)
+        with open(bob + b"/" + rel, "wb") as f:
+            f.write(b"\x89PNG not really")
+    out = tmp_path / "out"
+    args = ["grade", "--assignment", "gan", "--out", str(out), str(cls)]
+    assert main(args) == 0
+    rows = (out / "grades.csv").read_text().splitlines()
+    assert "alice,10,10,15,10,0,45,48,ok" in rows and "bob,10,10,15,10,0,45,48,ok" in rows
+    graded = []
+    real_grade = batch.grade
+
+    def counting(assignment, path, **kw):
+        graded.append(path.name)
+        return real_grade(assignment, path, **kw)
+
+    monkeypatch.setattr(batch, "grade", counting)
+    assert main(args) == 0
+    assert graded == []                                   # the second run took both from the cache
+    assert "bob,10,10,15,10,0,45,48,ok" in (out / "grades.csv").read_text().splitlines()
+    assert json.loads((out / "bob" / "results.json").read_text())["score"] == 45

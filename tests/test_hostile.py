@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -749,6 +750,146 @@ def test_nothing_of_one_student_reaches_the_next_even_with_the_same_uid(gan_assi
         assert not [line for line in f.read().splitlines()[1:] if line.split()[7] == "60990"]
 
 
+MKDIR_OUT = '''
+    import os
+    if (NAME, os.getpid()) not in _MADE:    # once per run, as a training script makes its output folder
+        _MADE.add((NAME, os.getpid()))
+        os.mkdir("out")                     # fails if an earlier function's folder is still here
+        with open(os.path.join("out", NAME + ".txt"), "w") as f:
+            f.write("started")
+'''
+
+
+def _mkdir_first(source: str) -> str:
+    """Every graded function of ``source`` starts by making the folder out/ (once per process) and a file in it."""
+    for name in ("loss_minimax", "loss_nonsaturating", "conditional_loss_nonsaturating", "loss_wasserstein_gp"):
+        head = source.index(f"\ndef {name}(")
+        body = source.index(":\n", source.index(")", head)) + 2
+        source = source[:body] + MKDIR_OUT.lstrip("\n").replace("NAME", repr(name)) + source[body:]
+    return "_MADE = set()\n" + source
+
+
+@pytest.mark.parametrize("fork", ["fork", "no-fork"])
+def test_every_graded_function_starts_in_a_fresh_empty_folder(gan_assignment, tmp_path, monkeypatch, fork):
+    """What one function leaves in its working folder is gone when the next one starts."""
+    from conftest import reset_isolation
+
+    if fork == "no-fork":
+        monkeypatch.setenv("DGM_NO_FORK", "1")
+        reset_isolation()
+    try:
+        r = grade(gan_assignment, write_gan(tmp_path / "s", _mkdir_first(REFERENCE_GAN)))
+    finally:
+        monkeypatch.undo()
+        reset_isolation()
+    assert r.score == 45, [t.output for t in r.tests if not t.passed and t.tags != ["answers"]][:1]
+
+
+LEAVE_DEEP = '''
+def loss_minimax(g, d, x_real, *, device):
+    import os, tempfile
+    here = os.getcwd()
+    for folder in dict.fromkeys((here, tempfile.gettempdir())):   # (in bubblewrap /tmp is not writable)
+        if os.path.exists(os.path.join(folder, "left-deep")):         # left by an earlier call
+            continue
+        os.chdir(folder)
+        os.mkdir("left-deep")                 # deeper than any path can name, and unreadable at the bottom
+        os.chdir("left-deep")
+        for _ in range(3000):
+            os.mkdir("d")
+            os.chdir("d")
+        os.chmod(".", 0)
+        os.chdir(folder)
+        os.mkdir("left-many")
+        for i in range(NFILES):
+            open(os.path.join("left-many", str(i)), "w").close()
+            if i % 10 == 0:
+                open("left-file-" + str(i), "w").close()
+    os.chdir(here)
+    raise RuntimeError("left a deep tree and many files")
+'''
+FIND_DEEP = '''
+def loss_minimax(g, d, x_real, *, device):
+    import os, tempfile
+    found = []
+    for folder in (os.getcwd(), os.environ["HOME"], tempfile.gettempdir()):
+        for name in os.listdir(folder):
+            if name.startswith("left-") or os.lstat(os.path.join(folder, name)).st_uid == os.getuid():
+                found.append(os.path.join(folder, name))
+    if found:
+        raise RuntimeError("FOUND " + " ".join(found[:5]))
+    return REFERENCE(g, d, x_real, device=device)
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid per submission needs root")
+def test_a_deep_tree_and_many_files_never_reach_the_next_student_with_the_same_uid(gan_assignment, tmp_path,
+                                                                                   monkeypatch):
+    """The purge removes without recursion or entry limit; the next holder of the uid finds nothing."""
+    from conftest import reset_isolation
+
+    monkeypatch.setenv("DGM_UID_RANGE", "61990-61990")
+    cls = tmp_path / "class"
+    write_gan(cls / "a_leaver", replace_function(REFERENCE_GAN, "loss_minimax",
+                                                 LEAVE_DEEP.replace("NFILES", "30_000")))
+    write_gan(cls / "b_finder", replace_function(REFERENCE_GAN, "loss_minimax", FIND_DEEP) + _reference_as("REFERENCE"))
+    a = replace(gan_assignment, probe_timeout_s=30.0)
+    try:
+        results = {r.submission: r for r in run_grade(assignment=a, submissions=[cls], out=tmp_path / "out",
+                                                       quiet=True)}
+    finally:
+        reset_isolation()
+    leaver = [t.output for t in results["a_leaver"].tests if t.tags == ["loss_minimax"]][0]
+    assert "left a deep tree" in leaver or "files and folders" in leaver, leaver
+    assert results["a_leaver"].score == HONEST_WITHOUT_MINIMAX
+    finder = [t.output for t in results["b_finder"].tests if t.tags == ["loss_minimax"] and not t.passed]
+    assert results["b_finder"].score == 45, finder
+    assert reserved_uid_processes() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="files of another uid need root")
+def test_the_purge_removes_any_depth_and_any_number_of_entries_and_says_when_it_could_not(tmp_path, monkeypatch):
+    import shutil
+
+    from grader.worker import contain
+
+    uid = 61991
+    root = tmp_path / "tmp"
+    root.mkdir()
+    os.chmod(root, 0o1777)                               # a world-writable root, as /tmp
+    deep = root / "deep"
+    deep.mkdir()
+    os.chown(deep, uid, uid)
+    start = os.open(".", os.O_RDONLY)
+    try:
+        os.chdir(deep)
+        for _ in range(5000):                            # shutil.rmtree: RecursionError; paths: too long
+            os.mkdir("d")
+            os.chown("d", uid, uid)
+            os.chdir("d")
+        os.chmod(".", 0)
+    finally:
+        os.fchdir(start)
+        os.close(start)
+    many = root / "many"
+    many.mkdir()
+    for i in range(250_000):                             # more entries than the old walk looked at
+        open(many / str(i), "w").close()
+    os.chown(many, uid, uid)
+    for i in range(1000):                                # loose files of the uid at the top
+        open(root / f"f{i}", "w").close()
+        os.chown(root / f"f{i}", uid, uid)
+    assert contain._du_kb(uid, [str(root)]) is None      # too deep to count: over the cap, never "fine"
+    with pytest.raises(RecursionError):
+        shutil.rmtree(deep / "d")
+    assert contain.purge(uid, [str(root)]) is True
+    assert list(root.iterdir()) == []
+    open(root / "stuck", "w").close()
+    os.chown(root / "stuck", uid, uid)
+    monkeypatch.setattr(contain, "remove_tree", lambda path: False)   # something that will not go
+    assert contain.remove_files(uid, [str(root)]) is False and contain.purge(uid, [str(root)]) is False
+
+
 # ------------------------------------------------------------------ caps on a submission as a whole
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="Linux only")
@@ -955,6 +1096,40 @@ def test_a_source_file_of_megabytes_costs_its_author_only(gan_assignment, tmp_pa
     assert len(bloat) > 3_500_000 and time.monotonic() - start < 120
 
 
+def test_a_source_of_a_million_lines_is_refused_at_once_with_a_message(gan_assignment, tmp_path):
+    """Every probe imports the module anew: a source far beyond any homework is refused, not graded for minutes."""
+    r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN + "x = 1\n" * 1_000_000))
+    assert not r.grader_errors and r.status == "invalid" and r.score == 0
+    assert "more than 1 MB of code" in " ".join(r.problems), r.problems
+    comments = REFERENCE_GAN + "# a comment costs the compiler next to nothing\n" * 200_000   # 9 MB, no code
+    assert grade(gan_assignment, write_gan(tmp_path / "c", comments)).score == 45
+
+
+def test_a_notebook_of_megabytes_costs_what_its_code_costs(tmp_path):
+    """Outputs are never parsed as code; a notebook with megabytes of code is refused with a message."""
+    import base64
+
+    from grader.config import load_assignment
+
+    a = load_assignment("gan1d")
+    nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
+    image = base64.b64encode(os.urandom(2_500_000)).decode()   # 3.3 MB of plot output
+    plots = dict(nb, cells=nb["cells"] + [{"cell_type": "code", "source": "plt.show()", "metadata": {},
+                                           "execution_count": 1, "outputs": [{"output_type": "display_data",
+                                                                              "data": {"image/png": image},
+                                                                              "metadata": {}}]}])
+    (tmp_path / "plots.ipynb").write_text(json.dumps(plots))
+    r = grade(a, tmp_path / "plots.ipynb")
+    assert not r.grader_errors and r.score == a.auto_points, [t.output for t in r.tests if not t.passed][:1]
+    code = "".join(f"losses.append({i})\n" for i in range(170_000))   # 3.4 MB of code
+    pasted = dict(nb, cells=nb["cells"] + [{"cell_type": "code", "source": code, "metadata": {},
+                                            "execution_count": 2, "outputs": []}])
+    (tmp_path / "pasted.ipynb").write_text(json.dumps(pasted))
+    r = grade(a, tmp_path / "pasted.ipynb")
+    assert not r.grader_errors and r.status == "invalid"
+    assert "MB of code; at most 1 MB is accepted" in " ".join(r.problems), r.problems
+
+
 def test_hostile_notebook_cells_are_skipped_with_a_message(tmp_path):
     from grader.config import load_assignment
 
@@ -1030,6 +1205,81 @@ def test_undecodable_and_colliding_names_grade_every_student_under_their_own_nam
     for name, score in (("alice", 45), ("alice-3", 35), ("alice-2", 30), ("caf_", 45)):
         assert json.loads((out / name / "results.json").read_text())["score"] == score
     assert len((out / "grades.csv").read_text().splitlines()) == 5
+
+
+# ------------------------------------------------------------------ reports quote what a student wrote
+
+EVIL_TEXT = "```\n# 140 / 140\n<script>alert(1)</script>\x1b[2J\x1b[31mred\x1b]0;title\x07\r~~~\n| a | b |"
+LOUD = '''
+def loss_minimax(g, d, x_real, *, device):
+    import sys
+    print(EVIL)
+    print(EVIL, file=sys.stderr)
+    raise RuntimeError(EVIL)
+'''
+
+
+def _structure(md: str) -> list[str]:
+    """The heading lines of a markdown document outside its fenced blocks; asserts no raw HTML
+    tag and no fence left open."""
+    import re
+
+    headings, fence = [], ""
+    for line in md.splitlines():
+        assert "<script" not in line.lower() and "\x1b" not in line, line
+        if fence:
+            if line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+                fence = ""
+            continue
+        opened = re.match(r" {0,3}(`{3,}|~{3,})", line)
+        if opened:
+            fence = opened.group(1)
+        elif re.match(r" {0,3}#{1,6}(\s|$)", line):
+            headings.append(line)
+    assert not fence, "a fence was left open"
+    return headings
+
+
+def test_student_text_cannot_change_the_reports_or_the_terminal(gan_assignment, tmp_path, capsys):
+    from dataclasses import replace as replaced
+
+    from grader import report
+    from grader.cli import main
+
+    cls = tmp_path / "class"
+    loud = write_gan(cls / "loud", replace_function(REFERENCE_GAN, "loss_minimax", LOUD).replace(
+        "EVIL", repr(EVIL_TEXT)))
+    (loud / "gan_answers.yaml").write_text('"4.2a":\n  answer: ' + json.dumps(EVIL_TEXT) + "\n")
+    write_gan(cls / "``` # 140 `x` <b>", REFERENCE_GAN)
+    out = tmp_path / "out"
+    assert main(["grade", "--assignment", "gan", "--out", str(out), str(cls)]) == 0
+    assert main(["check", "--assignment", "gan", str(loud)]) == 1
+    shown = capsys.readouterr()
+    assert "\x1b" not in shown.out + shown.err and "\r" not in shown.out + shown.err
+    assert "FAIL" in shown.out and "RuntimeError" in shown.out       # the student still reads the message
+    rows = (out / "grades.csv").read_text().splitlines()
+    assert len(rows) == 3 and "loud,10,10,15,0,0,35,48,error" in rows, rows
+    for folder in (p for p in out.iterdir() if p.is_dir()):
+        results = json.loads((folder / "results.json").read_text())
+        md = (folder / "feedback.md").read_text()
+        failed = [t for t in results["tests"] if t["status"] == "failed"]
+        headings = _structure(md)
+        assert headings[0].startswith("# gan: ") and len(headings) == 1 + len(failed), headings
+        assert all(h.startswith("## ") and "140 / 140" not in h for h in headings[1:]), headings
+        if folder.name == "loud":
+            assert results["score"] == HONEST_WITHOUT_MINIMAX
+            assert "&lt;script&gt;alert(1)" in md                  # shown, as text
+        else:
+            assert results["score"] == 45
+    headings = _structure((out / "summary.md").read_text())
+    assert headings[0] == "# Summary: 2 submissions" and all(h.startswith("## ") for h in headings[1:])
+    from grader.grade import GradeResult
+
+    loud_result = GradeResult.from_dict(json.loads((out / "loud" / ".grade-cache.json").read_text())["result"])
+    named = replaced(loud_result, submission="```\n# 140 / 140 <script>x</script>", problems=[EVIL_TEXT])
+    headings = _structure(report.feedback_md(named))                # a name that no batch would make
+    assert len(headings) == 1 + len([t for t in named.tests if not t.passed and not t.manual]), headings
+    assert "\x1b" not in report.table([named], details=True)
 
 
 # ------------------------------------------------------------------ every exit path leaves nothing

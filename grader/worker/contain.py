@@ -19,9 +19,9 @@ sandbox, else the size of the files the uid owns).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
-import shutil
 import signal
 import stat
 import time
@@ -272,59 +272,207 @@ def remove_ipc(uid: int) -> int:
     return removed
 
 
-def _walk(roots: list[str], limit: int, descend) -> Iterator[tuple[str, os.stat_result]]:
+MAX_FILES = 100_000   # files and folders one submission may make (each costs kernel memory)
+
+
+class Uncountable(Exception):
+    """A walk met more entries than it may count, or a folder it could not read."""
+
+
+def _walk(roots: list[str], descend, owned=None, limit: int | None = None
+          ) -> Iterator[tuple[str, os.stat_result]]:
     """(path, lstat) of every entry under ``roots``, entering the folders for which ``descend(st)``
-    is true; links are never followed, and the walk stops after ``limit`` entries."""
+    is true; links are never followed, and there is no recursion.
+
+    With ``limit``, raises :class:`Uncountable` once more than ``limit`` entries satisfy
+    ``owned(st)``, or when a folder it enters cannot be listed (too deep for a path, say):
+    a count that stopped early must never pass for a small one.
+    """
     seen = 0
     stack = [r for r in roots if os.path.isdir(r) and not os.path.islink(r)]
-    while stack and seen < limit:
+    while stack:
         folder = stack.pop()
         try:
-            entries = list(os.scandir(folder))
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            continue   # removed meanwhile
         except OSError:
+            if limit is not None:
+                raise Uncountable(folder) from None
             continue
         for entry in entries:
-            seen += 1
             try:
                 st = entry.stat(follow_symlinks=False)
-            except OSError:
+            except FileNotFoundError:
                 continue
+            except OSError:
+                if limit is not None:   # e.g. a path longer than PATH_MAX
+                    raise Uncountable(entry.path) from None
+                continue
+            if limit is not None and (owned is None or owned(st)):
+                seen += 1
+                if seen > limit:
+                    raise Uncountable(folder)
             if stat.S_ISDIR(st.st_mode) and descend(st):
                 stack.append(entry.path)
             yield entry.path, st
 
 
-def remove_files(uid: int, roots: list[str], limit: int = 200_000) -> None:
-    """Delete every file and folder that ``uid`` owns under ``roots``.
+def _writable_by(uid: int):
+    """``descend`` for the folders where ``uid`` may have made entries without owning the folder."""
+    return lambda st: st.st_uid != uid and bool(st.st_mode & stat.S_IWOTH)
+
+
+def remove_files(uid: int, roots: list[str]) -> bool:
+    """Delete every file and folder that ``uid`` owns under ``roots``; True when none is left.
 
     The uid can only create entries in folders it owns or that are world-writable,
     so only those are searched; a folder it owns is removed whole. Links are
-    never followed.
+    never followed. There is no limit on entries or depth; a second walk checks
+    that nothing of the uid is left.
     """
-    for path, st in _walk(roots, limit, lambda st: st.st_uid != uid and st.st_mode & stat.S_IWOTH):
+    for path, st in list(_walk(roots, _writable_by(uid))):
         if st.st_uid == uid:
             remove(path, stat.S_ISDIR(st.st_mode))
+    return not any(st.st_uid == uid for _, st in _walk(roots, _writable_by(uid)))
 
 
-def remove(path: str, is_dir: bool) -> None:
-    """Delete a file, link or (whole) folder; what cannot be removed stays, silently."""
-    if is_dir:
-        shutil.rmtree(path, ignore_errors=True)
-    else:
+_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_dir(name: str, dir_fd: int) -> int:
+    """Open the folder ``name`` in ``dir_fd``, never through a link; when we may not read it (a
+    folder of ours made 0o000), make it u+rwx first."""
+    try:
+        return os.open(name, _DIR | _NOFOLLOW, dir_fd=dir_fd)
+    except PermissionError:
+        path_fd = os.open(name, getattr(os, "O_PATH", os.O_RDONLY) | _NOFOLLOW | getattr(os, "O_DIRECTORY", 0),
+                          dir_fd=dir_fd)
         try:
-            os.unlink(path)
-        except OSError:
-            pass
+            os.chmod(f"/proc/self/fd/{path_fd}", stat.S_IRWXU)   # the folder itself, whatever its name
+        finally:
+            os.close(path_fd)
+        return os.open(name, _DIR | _NOFOLLOW, dir_fd=dir_fd)
+
+
+def _empty_here(fd: int) -> tuple[list[str], bool]:
+    """Unlink every non-folder in the open folder ``fd``; (its subfolders, whether all went)."""
+    folders, ok, fixed = [], True, False
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.name)
+                        continue
+                    try:
+                        os.unlink(entry.name, dir_fd=fd)
+                    except PermissionError:
+                        if fixed:
+                            raise
+                        os.fchmod(fd, stat.S_IRWXU)   # a folder of ours we may not write
+                        fixed = True
+                        os.unlink(entry.name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    ok = False
+    except OSError:
+        ok = False
+    return folders, ok
+
+
+def remove_tree(path: str) -> bool:
+    """Delete ``path`` (a file, a link, or a folder with everything in it); True when it is gone.
+
+    Iterative, with one folder open at a time: no recursion limit, no entry limit,
+    paths longer than PATH_MAX are fine. Links are never followed. Folders we may
+    not read or write (ours, made 0o000) are made u+rwx first. Errors never
+    escape; what could not be removed makes the answer False.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        top = os.open(parent, _DIR)
+    except OSError:
+        return not os.path.lexists(path)
+    try:
+        try:
+            st = os.stat(name, dir_fd=top, follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=top)
+            return True
+        return _remove_folder(top, name)
+    except OSError:
+        return False
+    finally:
+        os.close(top)
+
+
+def _remove_folder(top: int, name: str) -> bool:
+    """Body of :func:`remove_tree` for a folder ``name`` in the open folder ``top``."""
+    ok = True
+    cur = _open_dir(name, top)
+    stack: list[list] = [[name, None, 0]]   # per level: its name, subfolders left to visit, times emptied
+    try:
+        while stack:
+            level = stack[-1]
+            if level[1] is None:
+                level[1], emptied = _empty_here(cur)
+                level[2] += 1
+                ok = ok and emptied
+            if level[1]:
+                sub = level[1].pop()
+                try:
+                    child = _open_dir(sub, cur)
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    ok = False
+                    continue
+                os.close(cur)
+                cur = child
+                stack.append([sub, None, 0])
+                continue
+            up = top if len(stack) == 1 else os.open("..", _DIR, dir_fd=cur)
+            os.close(cur)
+            cur = up
+            try:
+                os.rmdir(level[0], dir_fd=up)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                if err.errno == errno.ENOTEMPTY and level[2] < 3:   # something appeared: once more
+                    cur = _open_dir(level[0], up)
+                    level[1] = None
+                    if up != top:
+                        os.close(up)
+                    continue
+                ok = False
+            stack.pop()
+        return ok
+    finally:
+        if cur != top:
+            os.close(cur)
+
+
+def remove(path: str, is_dir: bool = False) -> bool:
+    """Delete a file, link or (whole) folder; True when it is gone. Never raises."""
+    return remove_tree(path)
 
 
 def purge(uid: int, file_roots: list[str]) -> bool:
-    """Destroy everything of ``uid``: processes, keys, IPC objects, files. True when nothing is left."""
+    """Destroy everything of ``uid``: processes, keys, IPC objects, files. True when nothing is left
+    (else the server that ran it must not serve another submission)."""
     clean = kill_uid(uid)
     _as("keys", uid)
     reap()
     remove_ipc(uid)
-    remove_files(uid, file_roots)
-    return clean and not pids_of(uid)
+    files_gone = remove_files(uid, file_roots)
+    return clean and files_gone and not pids_of(uid)
 
 
 # --------------------------------------------------------------------------- the watchdog
@@ -418,25 +566,34 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def _du_kb(uid: int | None, roots: list[str], limit: int = 100_000) -> int:
-    """KiB in files under ``roots`` (only those of ``uid`` when given); stops counting at ``limit`` entries."""
+def _du_kb(uid: int | None, roots: list[str], limit: int = MAX_FILES) -> int | None:
+    """KiB in files under ``roots`` (only those of ``uid`` when given); None when there are more
+    than ``limit`` entries of its or a folder cannot be read (then the count would be a lie)."""
     def descend(st: os.stat_result) -> bool:
         return uid is None or st.st_uid == uid or bool(st.st_mode & stat.S_IWOTH)
 
-    return sum(st.st_blocks // 2 for _, st in _walk(roots, limit, descend)
-               if not stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid))
+    def mine(st: os.stat_result) -> bool:
+        return uid is None or st.st_uid == uid
+
+    try:
+        return sum(st.st_blocks // 2 for _, st in _walk(roots, descend, mine, limit)
+                   if not stat.S_ISDIR(st.st_mode) and mine(st))
+    except Uncountable:
+        return None
 
 
-def tmpfs_used_kb(mounts: list[str]) -> int:
-    """KiB used on the given (private, size-limited) tmpfs mounts."""
-    total = 0
+def tmpfs_used_kb(mounts: list[str], max_files: int = MAX_FILES) -> int | None:
+    """KiB used on the given (private, size-limited) tmpfs mounts; None when they hold more than
+    ``max_files`` files and folders together (empty files use no blocks, but kernel memory)."""
+    total = files = 0
     for m in mounts:
         try:
             st = os.statvfs(m)
             total += (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
+            files += st.f_files - st.f_ffree
         except OSError:
             pass
-    return total
+    return None if files > max_files else total
 
 
 class Watchdog:
@@ -471,10 +628,12 @@ class Watchdog:
         pids = self.pids()
         return sum(private_kb(p) for p in pids) + held_files_kb(pids)[0]
 
-    def disk_kb_used(self) -> int:
+    def disk_kb_used(self) -> int | None:
+        """KiB of its files; None when it made more files than are counted (over the cap too)."""
         if self.tmpfs:
             return tmpfs_used_kb(self.tmpfs)
-        return _du_kb(self.uid, self.file_roots) + held_files_kb(self.pids())[1]
+        du = _du_kb(self.uid, self.file_roots)
+        return None if du is None else du + held_files_kb(self.pids())[1]
 
     def breach(self) -> str | None:
         """None, or which cap the submission went over (a sentence for the student)."""
@@ -491,7 +650,11 @@ class Watchdog:
                         "memory (the memory cap of a submission)")
         if now >= self.next_disk:
             self.next_disk = now + (0.1 if self.tmpfs else 0.5)
-            if self.disk_kb_used() > self.disk_kb:
+            used = self.disk_kb_used()
+            if used is None:
+                return (f"the submission made more than {MAX_FILES} files and folders, or folders nested "
+                        "too deeply to count (the scratch disk cap of a submission)")
+            if used > self.disk_kb:
                 return (f"the submission wrote more than {self.disk_mb} MB of files "
                         "(the scratch disk cap of a submission)")
         return None

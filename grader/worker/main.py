@@ -32,9 +32,9 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 
@@ -250,12 +250,30 @@ def _drop_privileges(uid: int | None) -> None:
         contain.become(uid)
 
 
+def _probe_folder(req: dict) -> str:
+    """A fresh, empty working folder (and HOME) for one probe, owned by the submission's uid: what
+    one graded function leaves there never reaches the next. A random name, so nothing made
+    earlier can stand in its way."""
+    path = tempfile.mkdtemp(prefix="w", dir=req["scratch"])
+    if req.get("uid") is not None:
+        os.chown(path, req["uid"], req["uid"])
+    return path
+
+
+def _enter(folder: str) -> None:
+    os.environ["HOME"] = folder
+    os.chdir(folder)
+
+
 def _run_inline(probe: dict, req: dict) -> tuple[dict, bytes]:
     """No-fork mode: run one probe in this process, output to its log; the grader times it."""
     log_fd = _open_log(req, probe)
     saved = os.dup(1), os.dup(2)
     start = time.monotonic()
+    work = None
     try:
+        work = _probe_folder(req)
+        _enter(work)
         _redirect_output(os.dup(log_fd))
         data = b"OK" + _run_child(probe, req)
     except BaseException as err:  # noqa: BLE001 - the student's SystemExit too
@@ -263,6 +281,9 @@ def _run_inline(probe: dict, req: dict) -> tuple[dict, bytes]:
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
+        _enter(req["scratch"])
+        if work is not None:
+            contain.remove_tree(work)
     header = {"id": probe["id"], "duration_s": round(time.monotonic() - start, 4), "log_tail": _tail(log_fd)}
     os.close(log_fd)
     if data.startswith(b"OK"):
@@ -276,6 +297,7 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
     """Run one probe in a forked child under limits, watched by the caps; return (header, payload)."""
     r, w = os.pipe()
     log_fd = _open_log(req, probe)
+    work = _probe_folder(req)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:  # child
@@ -289,8 +311,7 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             if req.get("group") is not None:
                 req["group"].join()   # as root, before the uid: all it starts is charged to the group
             _drop_privileges(req.get("uid"))
-            os.environ["HOME"] = req["scratch"]
-            os.chdir(req["scratch"])
+            _enter(work)
             _set_limits(req)
             _redirect_output(log_fd)
             msg = b"OK" + _run_child(probe, req)
@@ -351,6 +372,7 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             chunks = [buf[8:8 + size]]
     status = _wait_status(pid, timed_out or bool(breach), exited)
     _end_probe_processes(pid, req)
+    contain.remove_tree(work)   # nobody of the submission is left to write in it
     duration = time.monotonic() - start
     data = b"".join(chunks)
     header = {"id": probe["id"], "duration_s": round(duration, 4), "log_tail": _tail(log_fd)}
@@ -494,15 +516,16 @@ def _next_request(fd: int) -> dict | None:
     return None if body is None else json.loads(body)
 
 
-def _empty(folder: str) -> None:
-    """Remove everything inside ``folder`` (left by the last submission), keeping the folder."""
+def _empty(folder: str) -> bool:
+    """Remove everything inside ``folder`` (left by the last submission), keeping the folder; True
+    when it is empty."""
     try:
         names = os.listdir(folder)
+    except FileNotFoundError:
+        return True
     except OSError:
-        return
-    for name in names:
-        path = os.path.join(folder, name)
-        contain.remove(path, os.path.isdir(path) and not os.path.islink(path))
+        return False
+    return all([contain.remove_tree(os.path.join(folder, name)) for name in names])
 
 
 def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None:
@@ -534,9 +557,8 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     req["scratch"] = os.path.join(config["scratch_root"], name)
     req["log_dir"] = os.path.join(config["scratch_root"], "." + name + "-logs")
     os.makedirs(req["log_dir"], mode=0o700)
-    os.makedirs(req["scratch"], mode=0o700)
-    if uid is not None:
-        os.chown(req["scratch"], uid, uid)
+    # probes work in fresh folders inside it (see _probe_folder); they may pass, not write here
+    os.makedirs(req["scratch"], mode=0o711 if uid is not None else 0o700)
     req["group"] = None
     if config.get("cgroup") and config["fork"]:   # caps the kernel enforces (see cgroups)
         req["group"] = cgroups.Group.from_dict(config["cgroup"]).child(name)
@@ -568,10 +590,10 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     if uid is not None:
         clean = contain.purge(uid, roots) and clean
     _kill_descendants(None)
-    shutil.rmtree(req["scratch"], ignore_errors=True)
-    shutil.rmtree(req["log_dir"], ignore_errors=True)
+    clean = contain.remove_tree(req["scratch"]) and clean
+    contain.remove_tree(req["log_dir"])
     for folder in config.get("wipe", []):  # private /tmp of the sandbox: nothing carries over
-        _empty(folder)
+        clean = _empty(folder) and clean
     _send(result_fd, {"done": True, "clean": clean}, b"")
 
 
