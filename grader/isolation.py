@@ -479,8 +479,10 @@ def private_temp(prefix: str) -> Path:
 
 
 def remove_temp(path: Path) -> None:
-    """Remove a folder made by :func:`private_temp`."""
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a folder made by :func:`private_temp` (whatever depth a submission gave it)."""
+    from .worker.contain import remove_tree
+
+    remove_tree(str(path))
     _TEMPS.discard(str(path))
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import forkserver, isolation
 from .isolation import bwrap_path, fork_mode  # noqa: F401  (re-exported: tests and the CLI ask here)
-from .worker import cgroups
+from .worker import cgroups, contain
 
 PACKAGE = Path(__file__).resolve().parent
 WORKER_PKG = PACKAGE / "worker"
@@ -453,7 +453,7 @@ def remove_stale_temp() -> None:
         except (OSError, ValueError):
             continue
         if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(d, ignore_errors=True)
+            contain.remove_tree(str(d))
 
 
 _STALE_DONE: list[bool] = []
@@ -580,7 +580,7 @@ class WorkerServer:
         if self.group is not None:
             self.group.kill()
             self.group.remove()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        contain.remove_tree(str(self.tmp))
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
@@ -604,7 +604,7 @@ class WorkerServer:
         try:
             return self._exchange(request, probes, limits, outcomes)
         finally:
-            shutil.rmtree(sub_dir, ignore_errors=True)
+            contain.remove_tree(str(sub_dir))
 
     def _exchange(self, request: dict, probes: list[dict], limits: Limits,
                   outcomes: dict[str, ProbeOutcome]) -> tuple[list[str], str | None]:
