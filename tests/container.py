@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -226,18 +227,32 @@ def setup_image(bundle: Path) -> str:
     finds everything installed.
     """
     data = bundle.read_bytes()
-    tag = f"{IMAGE_REPO}:bundle-{_digest(data)}"
-    if image_exists(tag):
-        return tag
     with zipfile.ZipFile(bundle) as zf:
         setup, requirements = zf.read("setup.sh"), zf.read("requirements.txt")
+        assignment = re.search(r"--assignment (\w+)", zf.read("run_autograder").decode()).group(1)
+    tag = f"{IMAGE_REPO}:{assignment}-{_digest(data)}"
+    if image_exists(tag):
+        return tag
     venv = f"{IMAGE_REPO}:venv-{_digest(setup, requirements)}"
     pins = [w for w in setup.decode().split() if w.startswith(("torch==", "torchvision=="))]
     wheels = wheelhouse(requirements.decode(), sorted(set(pins)))
     if not image_exists(venv):
         _setup(base_image(), bundle, venv, wheels)
+        _prune("venv-", keep=venv)
     _setup(venv, bundle, tag, wheels)
+    _prune(f"{assignment}-", keep=tag)
     return tag
+
+
+def _prune(prefix: str, keep: str) -> None:
+    """Remove this module's older images whose tag starts with ``prefix`` (each new bundle or
+    requirements set makes one); an image still in use by another stays."""
+    cmd = engine()
+    listed = subprocess.run([*cmd, "images", IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True).stdout.split()
+    for old in listed:
+        if old != keep and old.startswith(f"{IMAGE_REPO}:{prefix}"):
+            subprocess.run([*cmd, "rmi", old], capture_output=True)
 
 
 def run_autograder(image: str, submission: Path, *, memory: str | None = MEMORY, cpus: str = CPUS,
