@@ -1,7 +1,8 @@
 """Gradescope autograder bundle: ``grader autograder --assignment A --out autograder.zip``.
 
-The zip holds ``setup.sh`` (installs Python, bubblewrap, CPU-only torch and the
-grader with pinned dependencies), ``SECURITY.md`` (what isolates student code
+The zip holds ``setup.sh`` (installs Python, bubblewrap, torch and the grader
+with pinned dependencies; torch from the CPU index unless ``--torch-index`` or
+``DGM_TORCH_INDEX`` says otherwise), ``SECURITY.md`` (what isolates student code
 there: a uid per submission, since Docker forbids bubblewrap's namespaces),
 ``run_autograder`` (grades
 ``/autograder/submission`` into ``/autograder/results/results.json``), and the
@@ -31,9 +32,17 @@ TORCH_PACKAGES = ("torch", "torchvision")
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, while it builds the autograder image (Ubuntu 22.04).
 # Everything goes into a virtual environment, /opt/dgm-venv, with the versions the course
-# tested (requirements.txt) and CPU-only torch.
+# tested (requirements.txt) and torch, CPU-only by default.
+# Where torch comes from: $DGM_TORCH_INDEX, else torch_index.txt in this bundle, else the CPU
+# index; "pypi" (or empty) means pip's own configuration (PIP_INDEX_URL, PIP_FIND_LINKS, ...).
 set -euo pipefail
 cd "$(dirname "$0")"
+if [ -n "${{DGM_TORCH_INDEX+set}}" ]; then TORCH_INDEX="$DGM_TORCH_INDEX"
+elif [ -f torch_index.txt ]; then TORCH_INDEX="$(head -n 1 torch_index.txt | tr -d '[:space:]')"
+else TORCH_INDEX={cpu_index}; fi
+TORCH_FROM=()
+if [ -n "$TORCH_INDEX" ] && [ "$TORCH_INDEX" != pypi ]; then TORCH_FROM=(--index-url "$TORCH_INDEX"); fi
+echo "setup.sh: torch from ${{TORCH_INDEX:-pypi}}"
 export DEBIAN_FRONTEND=noninteractive
 PYVER={pyver}
 apt-get update -y
@@ -45,13 +54,13 @@ if command -v "python$PYVER" >/dev/null; then PY="python$PYVER"; PINNED=1; else 
 "$PY" -m venv /opt/dgm-venv
 V=/opt/dgm-venv/bin/python
 "$V" -m pip install --upgrade pip
-# CPU-only torch: the default wheels carry CUDA (gigabytes), and the graders have no GPU.
+# CPU-only torch by default: the default wheels carry CUDA (gigabytes), and the graders have no GPU.
 if [ "$PINNED" = 1 ]; then
-  "$V" -m pip install --index-url {cpu_index} {torch_pins}
+  "$V" -m pip install ${{TORCH_FROM[@]+"${{TORCH_FROM[@]}}"}} {torch_pins}
   "$V" -m pip install -r requirements.txt
 else
   echo "setup.sh: python$PYVER is unavailable; installing the newest versions that fit $("$PY" --version)"
-  "$V" -m pip install --index-url {cpu_index} {torch_names}
+  "$V" -m pip install ${{TORCH_FROM[@]+"${{TORCH_FROM[@]}}"}} {torch_names}
 fi
 "$V" -m pip install -e .
 "$V" -c "import grader, torch; print('dgm-harness ready; torch', torch.__version__)"
@@ -117,6 +126,19 @@ have network access, and closing it needs the namespaces Docker forbids).
 
 Tested by tests/test_hostile.py::test_fake_gradescope_without_bubblewrap_keeps_the_solutions_and_kills_everything
 (this bundle unpacked into an /autograder-like root, bubblewrap disabled).
+
+## Gradescope settings it was tested with
+
+Gradescope's defaults: 768 MB of memory, 0.5 CPU, a 10-minute timeout, and
+its Ubuntu 22.04 base image (assumed; `setup.sh` needs apt and Python 3).
+tests/test_container.py runs this bundle's `setup.sh` and `run_autograder`
+in Docker with those limits (`--memory 768m --memory-swap 768m --cpus 0.5`,
+default seccomp and capabilities, a fresh container per submission) on a
+Debian bookworm base, and grades every bundled example to the score the
+grader gives outside the container. If a submission is killed at 768 MB
+("could not grade this submission"), raise the autograder's memory in
+Gradescope's settings; docs/benchmarks.md lists the peak memory of each
+assignment.
 """
 
 
@@ -135,8 +157,13 @@ def pins(names: list[str]) -> dict[str, str]:
     return out
 
 
-def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: int = 1800) -> list[str]:
-    """Write the Gradescope autograder zip for ``assignment`` to ``out``; return its members."""
+def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: int = 1800,
+          torch_index: str | None = None) -> list[str]:
+    """Write the Gradescope autograder zip for ``assignment`` to ``out``; return its members.
+
+    ``torch_index``: the package index setup.sh installs torch from (``pypi``: pip's
+    own configuration), written to torch_index.txt; None keeps the CPU index.
+    """
     from .config import load_assignment
 
     a = load_assignment(assignment, repo_root / "assignments")   # a clear error for an unknown name
@@ -155,6 +182,8 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
         "README.md": repo_root / "README.md",
         "SECURITY.md": SECURITY_MD.format(uid_range=os.environ.get("DGM_UID_RANGE", DEFAULT_UID_RANGE)).encode(),
     }
+    if torch_index is not None:
+        members["torch_index.txt"] = (torch_index.strip() + "\n").encode()
     folders = ["grader", "solutions", "starter", *(f"assignments/{n}" for n in (assignment, *a.uses))]
     for folder in folders:
         for path in sorted((repo_root / folder).rglob("*")):

@@ -267,14 +267,14 @@ def run_release(*, out: Path, assignments: list[str] | None = None) -> int:
     return 0
 
 
-def run_autograder(*, assignment: str, out: Path) -> int:
+def run_autograder(*, assignment: str, out: Path, torch_index: str | None = None) -> int:
     """Write the Gradescope autograder zip for one assignment."""
     _instructor_only("autograders")
     from .autograder import build
 
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name the zip to write, e.g. {out}/autograder.zip")
-    members = build(assignment, out)
+    members = build(assignment, out, torch_index=torch_index)
     print(f"Wrote {out} ({len(members)} files): upload it as the assignment's autograder on Gradescope "
           "(Ubuntu 22.04 base image).")
     return 0
@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("autograder", help="write a Gradescope autograder zip for one assignment")
     p.add_argument("--assignment", required=True, help=f"one of {names}")
     p.add_argument("--out", default=Path("autograder.zip"), type=Path, help="zip to write (default autograder.zip)")
+    p.add_argument("--torch-index", default=None, metavar="URL",
+                   help="index setup.sh installs torch from (default: the CPU index; 'pypi': pip's own)")
 
     p = sub.add_parser("new", help="create a new assignment folder that grades its own examples")
     p.add_argument("name", help="the assignment's name: a lowercase identifier, e.g. flows")
@@ -413,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "release":
             return run_release(out=args.out, assignments=args.assignment)
         elif args.command == "autograder":
-            return run_autograder(assignment=args.assignment, out=args.out)
+            return run_autograder(assignment=args.assignment, out=args.out, torch_index=args.torch_index)
         elif args.command == "new":
             return run_new(name=args.name, title=args.title)
         else:

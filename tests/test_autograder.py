@@ -106,3 +106,33 @@ def test_the_split_version_bundle_carries_the_assignment_it_uses(tmp_path):
     root = _root(tmp_path, out, REPO_ROOT / "assignments" / "gan_split" / "examples" / "ada_correct")
     results = _run(root)
     assert results["score"] == 35, [t["output"] for t in results["tests"] if t["status"] == "failed"][:2]
+
+
+def _torch_source(folder, env=None):
+    """What setup.sh's first lines choose as torch's index, run alone (no apt, no pip) in ``folder``."""
+    setup = (folder / "setup.sh").read_text()
+    head = setup[:setup.index("\n", setup.index('echo "setup.sh: torch from')) + 1]
+    head += 'echo "TORCH_FROM=${TORCH_FROM[*]+${TORCH_FROM[*]}}"\n'
+    (folder / "head.sh").write_text(head)
+    environ = {k: v for k, v in os.environ.items() if k != "DGM_TORCH_INDEX"}
+    proc = subprocess.run(["bash", str(folder / "head.sh")], env={**environ, **(env or {})}, capture_output=True,
+                          text=True, check=True)
+    return proc.stdout.splitlines()[-1]
+
+
+def test_setup_takes_torch_from_the_environment_then_torch_index_txt_then_the_cpu_index(tmp_path):
+    build("gan", tmp_path / "cpu.zip")
+    zipfile.ZipFile(tmp_path / "cpu.zip").extractall(tmp_path / "cpu")
+    assert _torch_source(tmp_path / "cpu") == "TORCH_FROM=--index-url https://download.pytorch.org/whl/cpu"
+    assert _torch_source(tmp_path / "cpu", {"DGM_TORCH_INDEX": "pypi"}) == "TORCH_FROM="
+    assert _torch_source(tmp_path / "cpu", {"DGM_TORCH_INDEX": ""}) == "TORCH_FROM="
+    assert _torch_source(tmp_path / "cpu", {"DGM_TORCH_INDEX": "https://example.org/simple"}) == \
+        "TORCH_FROM=--index-url https://example.org/simple"
+    proc = subprocess.run([sys.executable, "-m", "grader", "autograder", "--assignment", "gan", "--torch-index", "pypi",
+                           "--out", str(tmp_path / "pypi.zip")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    zipfile.ZipFile(tmp_path / "pypi.zip").extractall(tmp_path / "pypi")
+    assert (tmp_path / "pypi" / "torch_index.txt").read_text() == "pypi\n"
+    assert _torch_source(tmp_path / "pypi") == "TORCH_FROM="
+    assert _torch_source(tmp_path / "pypi", {"DGM_TORCH_INDEX": "https://example.org/simple"}) == \
+        "TORCH_FROM=--index-url https://example.org/simple"
