@@ -157,7 +157,7 @@ def pins(names: list[str]) -> dict[str, str]:
     return out
 
 
-def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: int = 1800,
+def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: int = 540,
           torch_index: str | None = None) -> list[str]:
     """Write the Gradescope autograder zip for ``assignment`` to ``out``; return its members.
 
