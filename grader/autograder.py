@@ -252,9 +252,33 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.assignment, args.submission, args.results)
 
 
+def _clean_start() -> None:
+    """As ``grader``'s entry does: where servers are forked from a zygote, start over with nothing of
+    the caller's environment or arguments, fork the zygote first, then take them back."""
+    from . import forkserver
+
+    names = forkserver.clean_start()
+    if names is not None:
+        from .grade import start_zygote
+
+        start_zygote(names)
+        forkserver.restore()
+        return
+    argv = sys.argv[1:]
+    name = argv[argv.index("--assignment") + 1] if "--assignment" in argv[:-1] else ""
+    try:
+        from .sandbox import would_fork
+
+        if name and would_fork():
+            forkserver.reexec_clean("grader.autograder", [name])
+    except Exception:  # noqa: BLE001 - the run itself meets the same problem and reports it
+        return
+
+
 if __name__ == "__main__":
     from .isolation import run_then_clean_up
 
+    _clean_start()
     code = run_then_clean_up(main)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -70,6 +70,18 @@ def _assignment(name: str | None, path: Path | None = None, warm: bool = False) 
     return load_assignment(name)
 
 
+_SAID: list[bool] = []
+
+
+def say_isolation() -> None:
+    """Print the isolation in force, once per command, as grading starts (on stderr)."""
+    from .isolation import plan
+
+    if not _SAID:
+        _SAID.append(True)
+        print(f"grader: {plan().summary()}", file=sys.stderr)
+
+
 def _is_output_folder(folder: Path, out: Path | None) -> bool:
     """True for the output folder of this run or of an earlier one (never graded as a submission)."""
     if out is not None and folder.resolve() == out.resolve():
@@ -156,6 +168,8 @@ def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, job
     paths = expand_submissions(submissions, assignment, out)
     names = unique_names(paths)
     out.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        say_isolation()
     final = grade_all(assignment, paths, names, out, jobs=jobs, force=force, quiet=quiet)
     report.grades_csv(final, out / "grades.csv")
     report.write_atomic(out / "summary.md", report.summary(final))
@@ -200,6 +214,7 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     from .report import plain, test_output
 
     folder, tmp = _check_folder(path, assignment)
+    say_isolation()
     try:
         r = grade(assignment, folder, public_only=True, name=submission_name(path))
     finally:
@@ -313,6 +328,7 @@ def entry() -> None:
     from .isolation import run_then_clean_up
 
     def guarded() -> int:
+        _clean_start(sys.argv[1:])
         try:
             return main()
         except BrokenPipeError:
@@ -329,29 +345,59 @@ def entry() -> None:
     os._exit(code)
 
 
-def _start_zygote(args: argparse.Namespace) -> None:
-    """Say once how student code will be isolated (or refuse to run it as root with nothing in
-    between), then fork the worker zygote for the assignments this command grades."""
+def _graded_assignments(args: argparse.Namespace) -> list[str]:
+    """The assignments a check, grade or demo command grades (public: their names and starters)."""
     from .assignment import guess
+
+    if args.command == "demo":
+        return list(available())
+    if args.assignment:
+        return [args.assignment]
+    path = args.path.resolve()
+    return [a.name for a in guess(path)[:1]] if path.exists() else []
+
+
+def _start_zygote(args: argparse.Namespace) -> None:
+    """Refuse to run student code as root with nothing in between, then fork the worker zygote for
+    the assignments this command grades (before anything secret is read)."""
     from .grade import start_zygote
     from .isolation import plan
 
     p = plan()
     if p.refuses():
         raise UsageError("refusing to run student code as root with no isolation barrier: " + p.why_no_barrier())
-    print(f"grader: {p.summary()}", file=sys.stderr)
-
-    if args.command == "demo":
-        names = list(available())
-    elif args.assignment:
-        names = [args.assignment]
-    else:
-        path = args.path.resolve()
-        names = [a.name for a in guess(path)[:1]] if path.exists() else []
-    start_zygote(names)
+    start_zygote(_graded_assignments(args))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _clean_start(argv: list[str]) -> None:
+    """Where worker servers will be forked from a zygote: start over as a process whose environment
+    and command line hold nothing of the caller's (see grader.forkserver.reexec_clean), fork the
+    zygote there first, then take the real arguments back. Elsewhere nothing happens."""
+    from . import forkserver
+
+    names = forkserver.clean_start()
+    if names is not None:
+        from .grade import start_zygote
+
+        start_zygote(names)
+        forkserver.restore()
+        return
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit:
+        return   # main() says what is wrong
+    if args.command not in ("check", "grade", "demo"):
+        return
+    from .sandbox import would_fork
+
+    try:
+        if would_fork():
+            forkserver.reexec_clean("grader", _graded_assignments(args))
+    except Exception:  # noqa: BLE001 - main() meets the same problem and says what it is
+        return
+
+
+def _parser() -> argparse.ArgumentParser:
     names = ", ".join(available())
     parser = argparse.ArgumentParser(prog="grader", description="dgm-harness: grade deep generative models homework.")
     parser.add_argument("--version", action="version", version=f"dgm-harness {__version__}")
@@ -388,10 +434,15 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("demo", help="grade the bundled example submissions (no network)")
     p.add_argument("--out", default=None, type=Path, help="output folder (default: a temporary folder)")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     results: list = []
     try:
+        if args.command == "grade":
+            _instructor_only("grades")
         if args.command in ("check", "grade", "demo"):
             _start_zygote(args)   # first, while nothing secret is loaded: torch once for grader and servers
         if args.command == "check":

@@ -294,6 +294,64 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+# --------------------------------------------------------------------------- a clean start
+
+
+KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV",
+            "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MPLBACKEND",
+            # the grader's own settings (docs/security.md)
+            "DGM_NO_BWRAP", "DGM_NO_CGROUPS", "DGM_NO_FORK", "DGM_NO_ZYGOTE", "DGM_PYTHON_COPIES",
+            "DGM_UID_RANGE", "DGM_WORKER_PYTHON")
+CLEAN_FD = "DGM_CLEAN_FD"
+PRELOAD_ASSIGNMENTS = "DGM_PRELOAD_ASSIGNMENTS"
+
+
+def reexec_clean(module: str, assignments: list[str]) -> None:
+    """Become a fresh ``python -m module`` whose environment and command line hold only the grader's
+    own settings, so that the zygote it forks (and the student code forked below it) finds neither
+    the caller's environment (tokens, passwords) nor its arguments (paths naming students) in its
+    memory. The real arguments and environment follow in a memfd, read back by :func:`restore`
+    after the zygote has forked. Returns only where this is not possible (then nothing changed).
+    """
+    if os.environ.get(CLEAN_FD) or not hasattr(os, "memfd_create") or not sys.platform.startswith("linux"):
+        return
+    try:
+        fd = os.memfd_create("dgm-args", 0)   # no close-on-exec: the new program reads it
+        os.write(fd, json.dumps({"argv": sys.argv[1:], "env": dict(os.environ)}).encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        return
+    env = {k: v for k, v in os.environ.items() if k in KEEP_ENV}
+    env.update({CLEAN_FD: str(fd), PRELOAD_ASSIGNMENTS: ",".join(assignments)})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", module], env)
+    except OSError:
+        os.close(fd)
+
+
+def clean_start() -> list[str] | None:
+    """In a process made by :func:`reexec_clean`: the assignments to preload, else None."""
+    if not os.environ.get(CLEAN_FD):
+        return None
+    return [n for n in os.environ.get(PRELOAD_ASSIGNMENTS, "").split(",") if n]
+
+
+def restore() -> None:
+    """After the zygote forked: the caller's real arguments and environment back, from the memfd."""
+    fd = os.environ.get(CLEAN_FD)
+    if not fd:
+        return
+    with os.fdopen(int(fd), "rb") as f:
+        data = json.loads(f.read())
+    os.environ.clear()
+    os.environ.update(data["env"])
+    os.environ.pop(CLEAN_FD, None)
+    sys.argv[1:] = data["argv"]
+
+
 _ZYGOTE: list[Zygote] = []
 _START_LOCK = threading.Lock()
 
@@ -331,9 +389,16 @@ def start(sources: tuple[bytes, ...] = ()) -> bool:
         import grader.probing  # noqa: F401  (every server imports it; the fork shares it)
         from grader.worker.main import preload_for
 
-        os.environ.setdefault("MPLBACKEND", "Agg")
-        for source in sources:
-            preload_for(source)
+        saved = os.environ.get("MPLBACKEND")
+        os.environ["MPLBACKEND"] = "Agg"   # matplotlib picks its backend once, at import: no display
+        try:
+            for source in sources:
+                preload_for(source)
+        finally:
+            if saved is None:
+                os.environ.pop("MPLBACKEND", None)
+            else:
+                os.environ["MPLBACKEND"] = saved
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:

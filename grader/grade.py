@@ -89,10 +89,13 @@ def probe_args(assignment: Assignment, part: Part) -> dict:
 
 def probe_code(assignment: Assignment) -> ProbeCode:
     """The trusted code the sandbox needs: every assignment's fixtures and probes, as one package."""
+    from .worker.main import preload_plan
+
     root = Path(assignment.folder).parent
     files = [f"{name}/{m}.py" for name in available(root) for m in SANDBOX_MODULES
              if (root / name / f"{m}.py").is_file()]
-    return ProbeCode(package=package(root), root=root, files=tuple(files))
+    return ProbeCode(package=package(root), root=root, files=tuple(files),
+                     preload=tuple(preload_plan(starter_source(assignment))))
 
 
 def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:

@@ -20,6 +20,7 @@ import pwd
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -234,11 +235,13 @@ def readable_copy(py: Interpreter) -> Interpreter | None:
 
     copy = Interpreter(mapped(exe), tuple(mapped(p) for p in py.prefixes), tuple(mapped(p) for p in py.paths),
                        py.version)
-    if os.path.isfile(os.path.join(dest, ".complete")) and readable(copy):
-        return copy
+    if _ours(base) and _ours(dest) and _ours(os.path.join(dest, ".complete")) and readable(copy):
+        return copy   # made by root and writable by nobody else: not a Python a student planted
     with _COPY_LOCK:
         try:
             os.makedirs(base, mode=0o755, exist_ok=True)
+            if not _ours(base):
+                return None   # a folder others may write: what we make there could be replaced
             for d in [*reversed(Path(base).parents), Path(base)]:
                 if not os.stat(d).st_mode & 0o001:
                     return None   # the copies would be as private as the original
@@ -262,6 +265,15 @@ def readable_copy(py: Interpreter) -> Interpreter | None:
 
 
 _COPY_LOCK = threading.Lock()
+
+
+def _ours(path: str) -> bool:
+    """True when ``path`` exists, belongs to this (root) process's user and no one else may write it."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode)
 
 
 def python_folders(py: Interpreter) -> list[str]:
@@ -472,8 +484,10 @@ _TEMPS: set[str] = set()
 
 def private_temp(prefix: str) -> Path:
     """A fresh temporary folder that :func:`clean_up` removes if the grader is stopped before its
-    owner could (SIGTERM in the middle of a batch); its owner removes it with :func:`remove_temp`."""
-    path = tempfile.mkdtemp(prefix=prefix)
+    owner could (SIGTERM in the middle of a batch); its owner removes it with :func:`remove_temp`.
+    Its name carries our pid (``<prefix><pid>.<random>``), so that a grader started after one that
+    was killed outright can tell it is stale (``sandbox.remove_stale_temp``)."""
+    path = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.")
     _TEMPS.add(path)
     return Path(path)
 

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -71,6 +72,7 @@ class ProbeCode:
     package: str
     root: Path
     files: tuple[str, ...]
+    preload: tuple[str, ...] = ()   # libraries the starter imports, loaded once by each server
 
 
 @dataclass
@@ -168,6 +170,7 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
                       tmpfs=["/scratch", "/tmp", "/dev/shm"], file_roots=["/scratch", "/tmp", "/dev/shm"])
         if code is not None:
             config["code"] = {"package": code.package, "root": "/opt/dgm/probes"}
+            config["preload"] = list(code.preload)
         # each mount a little over the cap: the watchdog sees the cap crossed and names it, and the
         # kernel stops a writer faster than the watchdog could
         size = str((limits.disk_mb + 32) << 20)
@@ -207,6 +210,7 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
             config["cgroup"] = group.to_dict()
         if code is not None:
             config["code"] = {"package": code.package, "root": str(code.root)}
+            config["preload"] = list(code.preload)
         cmd = [py, "-E", "-s", "-c", _bootstrap(str(PACKAGE.parent), sys_paths)]
     return cmd + [json.dumps(config)], layers
 
@@ -442,14 +446,19 @@ def _make_private_temp() -> Path:
     return tmp
 
 
+STALE_NAME = re.compile(r"^dgm-[a-z]+-(\d+)\.")   # isolation.private_temp's folders name their grader
+
+
 def remove_stale_temp() -> None:
-    """Remove the folders of grader processes that no longer run (killed before they could clean up)."""
+    """Remove the folders of grader processes that no longer run (killed before they could clean up):
+    the servers' (their pid in ``.owner``) and the private temporary folders (their pid in the name)."""
     base = Path(temp_base())
-    for d in base.glob(TEMP_PREFIX + "*"):
+    for d in {*base.glob(TEMP_PREFIX + "*"), *Path(tempfile.gettempdir()).glob(TEMP_PREFIX + "*")}:
         try:
             if d.is_symlink() or not d.is_dir() or d.stat().st_uid != os.geteuid():
                 continue
-            pid = int((d / ".owner").read_text())
+            named = STALE_NAME.match(d.name)
+            pid = int(named.group(1)) if named else int((d / ".owner").read_text())
         except (OSError, ValueError):
             continue
         if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
@@ -678,10 +687,17 @@ def start_zygote(sources: tuple[bytes, ...] = ()) -> bool:
     this interpreter): one torch in memory for the grader and its servers. Call it first thing in
     an entry point, before anything secret is read (:func:`grader.forkserver.start` refuses after).
     ``sources``: public code like the students', whose libraries are imported first and shared."""
-    plan = isolation.plan()
-    if plan.bwrap or not plan.fork or os.path.realpath(plan.python.executable) != os.path.realpath(sys.executable):
+    if not would_fork():
         return False
     return forkserver.start(sources)
+
+
+def would_fork() -> bool:
+    """True when this machine's worker servers are forked from a zygote (Linux, no bubblewrap, this
+    interpreter), not exec'd."""
+    plan = isolation.plan()
+    return not plan.bwrap and plan.fork and \
+        os.path.realpath(plan.python.executable) == os.path.realpath(sys.executable)
 
 
 def prewarm(repo_root: Path, limits: Limits, code: ProbeCode | None = None) -> None:

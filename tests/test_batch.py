@@ -104,7 +104,7 @@ def test_a_mixed_class_grades_in_parallel_and_every_student_gets_their_own_score
     assert by_name["killer"].score == HONEST_WITHOUT_MINIMAX
     if sandbox.bwrap_path():  # the only place a probe can write is its own scratch folder, removed after
         littered = [t.output for t in by_name["litter"].tests if t.tags == ["loss_minimax"]][0]
-        assert "littered in /scratch/s" in littered and "/tmp" not in littered
+        assert "littered in /scratch/" in littered and "/tmp" not in littered
     for k in range(3):
         r = by_name[f"zz_after{k}"]
         minimax = [t.output for t in r.tests if t.tags == ["loss_minimax"] and not t.passed]

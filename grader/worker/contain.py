@@ -516,6 +516,29 @@ def _tmpfs_mounts() -> tuple[str, ...]:
     return _TMPFS[0]
 
 
+def sysv_shm_kb(uid: int | None) -> int:
+    """KiB of System V shared memory segments ``uid`` owns or created (they outlive every mapping)."""
+    if uid is None:
+        return 0
+    try:
+        with open("/proc/sysvipc/shm") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    if not lines:
+        return 0
+    header = lines[0].split()
+    total = 0
+    for line in lines[1:]:
+        row = dict(zip(header, line.split()))
+        try:
+            if uid in (int(row["uid"]), int(row["cuid"])):
+                total += int(row["size"]) // 1024
+        except (KeyError, ValueError):
+            continue
+    return total
+
+
 def held_files_kb(pids: list[int]) -> tuple[int, int]:
     """(memory, disk) KiB of files that only open descriptors of ``pids`` keep alive: deleted files
     and memfd files, which no walk of the folders finds. Memory-backed ones (memfd, tmpfs) count
@@ -523,12 +546,15 @@ def held_files_kb(pids: list[int]) -> tuple[int, int]:
     seen: set[tuple[int, int]] = set()
     memory = disk = 0
     for pid in pids:
+        entries = []
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
+            entries += [f"/proc/{pid}/fd/{name}" for name in os.listdir(f"/proc/{pid}/fd")]
+            with open(f"/proc/{pid}/maps") as f:   # and those only mapped, their descriptor closed
+                entries += [f"/proc/{pid}/map_files/{line.split()[0]}" for line in f
+                            if line.rstrip().endswith("(deleted)") or "/memfd:" in line]
         except OSError:
-            continue
-        for fd in fds:
-            path = f"/proc/{pid}/fd/{fd}"
+            pass
+        for path in entries:
             try:
                 st = os.stat(path)
                 target = os.readlink(path)
@@ -570,7 +596,9 @@ def _du_kb(uid: int | None, roots: list[str], limit: int = MAX_FILES) -> int | N
     """KiB in files under ``roots`` (only those of ``uid`` when given); None when there are more
     than ``limit`` entries of its or a folder cannot be read (then the count would be a lie)."""
     def descend(st: os.stat_result) -> bool:
-        return uid is None or st.st_uid == uid or bool(st.st_mode & stat.S_IWOTH)
+        # its own folders, and the shared ones of the system (/tmp's kind, root's): another uid's
+        # world-writable folder is that uid's to count, and may be a trap (too deep to walk)
+        return uid is None or st.st_uid == uid or (st.st_uid == 0 and bool(st.st_mode & stat.S_IWOTH))
 
     def mine(st: os.stat_result) -> bool:
         return uid is None or st.st_uid == uid
@@ -626,7 +654,7 @@ class Watchdog:
 
     def memory_kb_used(self) -> int:
         pids = self.pids()
-        return sum(private_kb(p) for p in pids) + held_files_kb(pids)[0]
+        return sum(private_kb(p) for p in pids) + held_files_kb(pids)[0] + sysv_shm_kb(self.uid)
 
     def disk_kb_used(self) -> int | None:
         """KiB of its files; None when it made more files than are counted (over the cap too)."""

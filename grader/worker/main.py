@@ -465,35 +465,49 @@ def _preload_imports(req: dict) -> None:
     preload_for(source)
 
 
-def preload_for(source: bytes) -> None:
-    """Import once, here, what forked children running ``source`` would each import again.
+def preload_plan(source: bytes) -> list[str]:
+    """What to load once for code like ``source``: the warm-ups ("optim", "autograd") and the
+    PRELOAD libraries it imports.
 
     Never parses the source as Python: a regular expression finds its import
     lines in the first ``PRELOAD_SCAN_BYTES`` (linear time, bounded memory);
-    anything it misses is imported by the child itself. The grader also calls it
-    with the starter's source before forking its zygote, so that the grader and
-    every server share these libraries' memory.
+    anything it misses is imported by the child itself.
     """
     source = source[:PRELOAD_SCAN_BYTES]
-    import torch
-
-    if b"optim" in source:  # the first optimiser built in a process pays ~1.7 s of lazy imports
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    if b"autograd" in source:  # autograd.grad(..., grad_outputs=...) lazily imports sympy (~0.7 s)
-        try:
-            importlib.import_module("torch.fx.experimental.symbolic_shapes")
-        except Exception:  # noqa: BLE001 - only a warm-up
-            pass
+    plan = [w for w in ("optim", "autograd") if w.encode() in source]
     wanted = set()
     for names, module in IMPORT_LINE.findall(source):
         for name in (names.split(b",") if names else [module]):
             wanted.add(name.strip().split(b" ")[0].decode("ascii", "replace"))
-    for name in PRELOAD:
-        if name in wanted or any(w.startswith(name + ".") for w in wanted):
+    return plan + [n for n in PRELOAD if n in wanted or any(w.startswith(n + ".") for w in wanted)]
+
+
+def preload(plan: list[str]) -> None:
+    """Import once, here, what forked children would each import again (see :func:`preload_plan`).
+
+    The grader calls it with the starter's plan before forking its zygote, and a
+    server with it at start (``config["preload"]``), so that those libraries'
+    memory is shared; a request's handler adds what the student's own code imports."""
+    import torch
+
+    for item in plan:
+        if item == "optim":  # the first optimiser built in a process pays ~1.7 s of lazy imports
+            torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+        elif item == "autograd":  # autograd.grad(..., grad_outputs=...) lazily imports sympy (~0.7 s)
             try:
-                importlib.import_module(name)
+                importlib.import_module("torch.fx.experimental.symbolic_shapes")
+            except Exception:  # noqa: BLE001 - only a warm-up
+                pass
+        elif item in PRELOAD:
+            try:
+                importlib.import_module(item)
             except Exception:  # noqa: BLE001 - the child will report its own import error
                 pass
+
+
+def preload_for(source: bytes) -> None:
+    """:func:`preload` what code like ``source`` imports."""
+    preload(preload_plan(source))
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -625,9 +639,44 @@ def main(config_json: str) -> None:
     _install_code(config.get("code"))
     torch.set_num_threads(1)
     os.environ.setdefault("MPLBACKEND", "Agg")
+    preload([str(p) for p in config.get("preload", [])])   # the starter's libraries (public)
     _send(result_fd, {"ready": True}, b"")
     while (req := _next_request(request_fd)) is not None:
-        _serve_one(req, config, result_fd, request_fd)
         if not config["fork"]:
+            _serve_one(req, config, result_fd, request_fd)
             break   # student code ran in this process: it must not grade another submission
+        _serve_in_handler(req, config, result_fd, request_fd)
+        _kill_descendants(None)   # whatever came back to us from the handler's tree
     os.close(result_fd)
+
+
+def _serve_in_handler(req: dict, config: dict, result_fd: int, request_fd: int) -> None:
+    """Serve one request in a child of ours that ends with it.
+
+    Everything of the submission this side reads (its source for the preload
+    scan, its logs, its results) lands in the handler's memory and dies with it;
+    the server itself never holds any, so the next student's probes, forked from
+    a fresh handler, find nothing of the last one in their memory.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+            _serve_one(req, config, result_fd, request_fd)
+        except BaseException:  # noqa: BLE001 - the grader sees a request with no done frame
+            code = 1
+        finally:
+            os._exit(code)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            status = 0
+            break
+    if status != 0:   # the handler died: the grader must not reuse us blindly
+        _kill_descendants(None)
+        _send(result_fd, {"done": True, "clean": False}, b"")
