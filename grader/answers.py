@@ -282,9 +282,10 @@ def score(item: Item, answer: Any, key: Any) -> tuple[bool, str]:
         return False, "not answered"
     if item.kind == "choices":
         want = frozenset(str(k) for k in (key if isinstance(key, list) else [key]))
-        return answer == want, "" if answer == want else f"your choice {sorted(answer) or 'none'} is not right"
+        given = ", ".join(sorted(answer)) or "none"
+        return answer == want, "" if answer == want else f"your choice {given} is not right"
     if item.kind == "bool":
-        return answer == bool(key), "" if answer == bool(key) else "not right"
+        return answer == bool(key), "" if answer == bool(key) else f"your answer {str(answer).lower()} is not right"
     if item.kind == "number":
         want = evaluate(str(key))
         ok = (math.isinf(want) and answer == want) or (math.isfinite(want) and math.isfinite(answer)

@@ -211,7 +211,7 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     """Public checks only, for students: each test, a message for each failure, notes, and what is
     left to answer. Returns the result (the caller exits 1 when a check failed)."""
     from .grade import grade
-    from .report import plain, test_output
+    from .report import plain, stop_lines, test_output
 
     folder, tmp = _check_folder(path, assignment)
     say_isolation()
@@ -221,21 +221,51 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
         if tmp is not None:
             remove_temp(tmp)
     print(f"grader check: {assignment.name} ({plain(printable(str(path)))})")
+    for stop in stop_lines(r.stops):   # stated once, first; the tests it stopped point here
+        first = "  ! "
+        for line in plain(stop).strip().splitlines():
+            print_wrapped(line, first, "    ")
+            first = "    "
     shown: set[tuple[str, str]] = set()
     for t in r.tests:
         print(f"  {'PASS' if t.passed else 'FAIL'}  {t.name}")
-        text = test_output(t) if not t.passed else t.hint
-        key = (t.tags[0], text)
-        if text and key not in shown:  # one message per function when its tests share it
+        text = test_output(t, r.stops) if not t.passed else t.hint
+        key = ("", text) if t.stopped and r.stops else (t.tags[0], text)
+        if text and key not in shown:  # one message per function when its tests share it (a stop: once)
             shown.add(key)
+            first = "        " + ("" if not t.passed else "note: ")
             for line in plain(text).strip().splitlines():   # student text: no terminal escapes
-                print(f"        {'' if not t.passed else 'note: '}{line}")
+                print_wrapped(line, first, "        " + " " * (len(line) - len(line.lstrip())))
+                first = "        "
     for p in r.problems:
-        print(f"  ! {plain(p)}")
+        print_wrapped(plain(p), "  ! ", "    ")
     passed = sum(t.passed for t in r.tests)
-    print(f"{passed}/{len(r.tests)} public checks passed in {r.execution_time:.1f} s. "
-          "Hidden tests compare your values with the reference when you submit.")
+    points = f" ({r.score:g} of the {r.max_score:g} points they carry)" if r.max_score else ""
+    print_wrapped(f"{passed}/{len(r.tests)} public checks passed{points} in {r.execution_time:.1f} s. "
+                  f"{check_total(assignment)}", "", "")
     return r
+
+
+def check_total(a: Assignment) -> str:
+    """What grading gives beyond the public checks: the automatic total, and the staff items with their points."""
+    auto = sum(t.points for p in a.parts for t in p.tests)
+    text = f"When you submit, {auto:g} points are graded automatically (hidden tests compare your values with the reference)"
+    staff = list(a.manual)
+    if not staff:
+        return text + "."
+    points = sum(m.points for m in staff if not m.bonus)
+    items = "; ".join(f"{m.name} ({m.points:g}{' bonus' if m.bonus else ''})" for m in staff)
+    return f"{text}; {points:g} more points are graded by course staff: {items}."
+
+
+def print_wrapped(text: str, first: str, rest: str, width: int = 100) -> None:
+    """Print ``text`` wrapped at word boundaries, ``first`` before its first line and ``rest`` before the others
+    (long words, such as paths, are kept whole rather than cut)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, width=max(width, len(first) + 20), initial_indent=first, subsequent_indent=rest,
+                          break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
+    print("\n".join(lines))
 
 
 def run_demo(*, out: Path | None = None) -> list[GradeResult]:

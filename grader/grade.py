@@ -48,6 +48,7 @@ class TestResult:
     manual: bool = False
     manual_points: float = 0.0   # points a person grades (manual items only)
     bonus: bool = False          # a manual item's points are extra credit
+    stopped: int = 0             # 1 + index in GradeResult.stops of the problem that stopped it (0: none)
 
 
 @dataclass
@@ -63,6 +64,12 @@ class GradeResult:
     layers: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)   # submission-level messages
     grader_errors: list[str] = field(default_factory=list)  # tracebacks for staff
+    stops: list[str] = field(default_factory=list)   # problems that stopped tests before they ran, each once
+
+    @property
+    def manual_points(self) -> float:
+        """Points graded by course staff (bonus items not counted)."""
+        return sum(t.manual_points for t in self.tests if t.manual and not t.bonus)
 
     @property
     def score(self) -> float:
@@ -149,8 +156,23 @@ def _probes(assignment: Assignment, public_only: bool = False) -> list[dict]:
 # --------------------------------------------------------------------------- stages
 
 
-def _extract(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, str], list[str]]:
-    """Write the module extracted from the student's notebook; (its path, notes per function, problems).
+AT_LINE = re.compile(r"\(at (?P<file>[^,()\n]+), line (?P<line>\d+): ")
+
+
+def _cells_for_lines(message: str, module: str, notebook: str, lines: list[list[int]]) -> str:
+    """The worker's "(at gan_1d.py, line 12: ...)" in a notebook's extracted module, as the student's
+    own "(at gan_1d.ipynb, cell 5: ...)"."""
+    from .notebook import cell_of
+
+    def cell(m: re.Match) -> str:
+        number = cell_of(lines, int(m["line"])) if m["file"] == module else None
+        return m[0] if number is None else f"(at {notebook}, cell {number}: "
+    return AT_LINE.sub(cell, message)
+
+
+def _extract(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, str], list[str], list[list[int]]]:
+    """Write the module extracted from the student's notebook; (its path, notes per function, problems,
+    [first line, last line, cell] of the module).
 
     Raises:
         NotebookError: the file is not a readable notebook, or too large to read.
@@ -164,7 +186,7 @@ def _extract(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, st
     module = Path(assignment.module).with_suffix(".py").as_posix()
     (files_dir / module).write_text(ex.source, encoding="utf-8", errors="replace")
     notes = {f: ex.notes(f) for f in graded if ex.notes(f)}
-    return module, notes, ex.problems
+    return module, notes, ex.problems, plain.get("lines", [])
 
 
 def _compile_once(files_dir: Path) -> None:
@@ -233,10 +255,10 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
         if sub.problems:
             return invalid("; ".join(sub.problems), sub.sha256, sub.name)
         _fill_support(sub.files_dir, assignment)
-        module, notes, nb_problems = assignment.module, {}, []
+        module, notes, nb_problems, lines = assignment.module, {}, [], []
         if assignment.notebook:                                                # extract
             try:
-                module, notes, nb_problems = _extract(sub.files_dir, assignment)
+                module, notes, nb_problems, lines = _extract(sub.files_dir, assignment)
             except NotebookError as err:
                 return invalid(f"{assignment.module}: {err}", sub.sha256, sub.name)
         _compile_once(sub.files_dir)
@@ -248,17 +270,38 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
             if part.probe == "answers":
                 run.outcomes[part.key] = ProbeOutcome(part.key, "ok")
         _explain_missing_functions(assignment, run.outcomes, sub.files_dir / module)
+        if lines:
+            for o in run.outcomes.values():
+                o.message = _cells_for_lines(o.message, module, assignment.module, lines)
         warm.join()
         tests, errors = run_checks(assignment, run.outcomes, public_only, sub.files_dir)  # validate, check
+        stops = _stops(tests)
         for t in tests:
             if t.tags and t.tags[0] in notes:
                 t.output = f"{t.output}\n({notes[t.tags[0]]})".strip()
         return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, _status(run.outcomes),
                            time.monotonic() - start, layers=run.layers, grader_errors=errors,
-                           problems=nb_problems)
+                           problems=nb_problems, stops=stops)
     finally:
         if sub is not None:
             sub.cleanup()
+
+
+def _stops(tests: list[TestResult]) -> list[str]:
+    """Each problem that stopped the student's code before its tests could judge it (an import or syntax
+    error, a missing function, a crash, a timeout), once, with the functions it stopped; each test it
+    stopped records which, so reports state it first and point there instead of repeating it."""
+    stops: dict[str, list[str]] = {}
+    for t in tests:
+        if t.stopped:
+            fns = stops.setdefault(t.output, [])
+            if t.tags and t.tags[0] not in fns:
+                fns.append(t.tags[0])
+    order = list(stops)
+    for t in tests:
+        if t.stopped:
+            t.stopped = order.index(t.output) + 1
+    return [f"{message}\n(stopped the tests of {', '.join(fns)})" for message, fns in stops.items()]
 
 
 def _explain_missing_functions(assignment: Assignment, outcomes: dict[str, ProbeOutcome], source: Path) -> None:
@@ -343,6 +386,7 @@ def run_checks(assignment: Assignment, outcomes: dict[str, ProbeOutcome], public
 
         if outcome.status != "ok":
             tests.append(result(CheckResult(False, _failed_probe(outcome))))
+            tests[-1].stopped = 1   # numbered by _stops
             continue
         if spec is None:
             errors.append(f"check {test.check!r} is not available")

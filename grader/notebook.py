@@ -37,6 +37,11 @@ class Extracted:
     source: str
     cells: dict[str, list[int]] = field(default_factory=dict)   # graded name -> cells defining it
     problems: list[str] = field(default_factory=list)            # cells that do not parse, etc.
+    lines: list[list[int]] = field(default_factory=list)        # [first line, last line, cell] of the source
+
+    def cell_of(self, line: int) -> int | None:
+        """The notebook cell that line ``line`` of the extracted source came from (None if unknown)."""
+        return cell_of(self.lines, line)
 
     def notes(self, name: str) -> str:
         """A note for a graded name defined in several cells ('' otherwise)."""
@@ -45,6 +50,11 @@ class Extracted:
             return (f"{name} is defined in {len(where)} cells ({', '.join(map(str, where))}); "
                     f"the last one (cell {where[-1]}) is graded, as when the notebook runs top to bottom.")
         return ""
+
+
+def cell_of(lines: list[list[int]], line: int) -> int | None:
+    """The cell of line ``line`` in an extracted source, from its ``[first, last, cell]`` ranges."""
+    return next((cell for first, last, cell in lines if first <= line <= last), None)
 
 
 def code_cells(text: str) -> list[tuple[int, str | None]]:
@@ -123,7 +133,7 @@ def extract(text: str, graded: list[str]) -> Extracted:
     Raises:
         NotebookError: not a notebook, or more than ``MAX_CODE_BYTES`` of code.
     """
-    body: list[ast.stmt] = []
+    body: list[tuple[int, ast.stmt]] = []
     result = Extracted(source="")
     cells = code_cells(text)
     size = sum(len(src) for _, src in cells if src is not None)
@@ -156,9 +166,15 @@ def extract(text: str, graded: list[str]) -> Extracted:
                 node = _guard(node, "ImportError")
             elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.If)):
                 node = _guard(node, "Exception")   # e.g. a constant computed from a dropped name
-            body.append(node)
-    module = ast.Module(body=body, type_ignores=[])
-    result.source = ast.unparse(ast.fix_missing_locations(module)) + "\n"
+            body.append((number, node))
+    parts, at = [], 1
+    for number, node in body:   # one statement at a time, so each line of the module knows its cell
+        text = ast.unparse(ast.fix_missing_locations(node))
+        n = text.count("\n") + 1
+        result.lines.append([at, at + n - 1, number])
+        parts.append(text)
+        at += n
+    result.source = "\n".join(parts) + "\n"
     return result
 
 
@@ -177,4 +193,4 @@ def extract_plain(path: str, graded: list[str]) -> dict:
                             "accepted (clear the outputs: Kernel > Restart & Clear Output)")
     with open(path, encoding="utf-8", errors="replace") as f:
         ex = extract(f.read(), graded)
-    return {"source": ex.source, "cells": ex.cells, "problems": ex.problems}
+    return {"source": ex.source, "cells": ex.cells, "problems": ex.problems, "lines": ex.lines}

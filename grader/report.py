@@ -45,12 +45,34 @@ def md_block(text: str) -> list[str]:
     return [fence, *body.splitlines(), fence]
 
 
-def test_output(t) -> str:
-    """A test's text for the student: what was expected and what came back, then the likely mistake."""
+def test_output(t, stops: list[str] | None = None) -> str:
+    """A test's text for the student: what was expected and what came back, then the likely mistake.
+
+    Given the result's ``stops``, a test that a problem stopped points to it (stated once, first)."""
+    if stops and 0 < getattr(t, "stopped", 0) <= len(stops):
+        return f"Not run: your code stopped before this test (problem {t.stopped} at the top of this report)."
     text = t.output.strip()
     if t.hint:
         text += ("\n" if text else "") + f"Likely mistake: {t.hint.rstrip('.')}."
     return text
+
+
+def total_line(result: GradeResult) -> str:
+    """"X of Y points graded automatically; Z more points graded by course staff" (no markup)."""
+    line = f"{result.score:g} of {result.max_score:g} points graded automatically"
+    staff = result.manual_points
+    return line + (f"; {staff:g} more points graded by course staff" if staff else "") + "."
+
+
+def staff_items(manual: list) -> str:
+    """The items course staff grade, with their points: "1.1 Title (5); 7.2 Title (10 bonus)"."""
+    return "; ".join(f"{t.name.removesuffix(' (graded by course staff)')} "
+                     f"({t.manual_points:g}{' bonus' if t.bonus else ''})" for t in manual)
+
+
+def stop_lines(stops: list[str]) -> list[str]:
+    """The problems that stopped the code, numbered as the tests refer to them."""
+    return [f"Problem {i}: your code stopped before its tests could run: {s}" for i, s in enumerate(stops, 1)]
 
 
 def results_json(result: GradeResult) -> dict:
@@ -61,20 +83,17 @@ def results_json(result: GradeResult) -> dict:
             continue
         tests.append({
             "name": t.name, "number": t.number, "score": round(t.score, 4), "max_score": t.max_score,
-            "status": "passed" if t.passed else "failed", "output": test_output(t),
+            "status": "passed" if t.passed else "failed", "output": test_output(t, result.stops),
             "visibility": t.visibility, "tags": t.tags,
         })
     for i, err in enumerate(result.grader_errors, 1):
         tests.append({"name": f"Autograder error {i} (staff only)", "score": 0, "max_score": 0,
                       "status": "failed", "output": err, "visibility": "hidden", "tags": ["grader"]})
-    lines = [f"dgm-harness {__version__}, assignment {result.assignment}: "
-             f"{result.score:g} / {result.max_score:g} points graded automatically."]
+    lines = [f"dgm-harness {__version__}, assignment {result.assignment}: {total_line(result)}"]
     manual = [t for t in result.tests if t.manual]
     if manual:
-        lines.append(f"{sum(t.manual_points for t in manual if not t.bonus):g} more points are graded by course "
-                     "staff (not yet graded): " + "; ".join(
-                         f"{t.name.removesuffix(' (graded by course staff)')} "
-                         f"({t.manual_points:g}{' bonus' if t.bonus else ''})" for t in manual) + ".")
+        lines.append(f"Graded by course staff (not yet graded): {staff_items(manual)}.")
+    lines += stop_lines(result.stops)
     lines += result.problems
     if result.layers:
         lines.append("Isolation: " + "; ".join(result.layers) + ".")
@@ -104,17 +123,24 @@ def write_atomic(path: Path, text: str) -> None:
 def feedback_md(result: GradeResult) -> str:
     """A readable account of every test for the student."""
     out = [f"# {md_inline(result.assignment)}: {md_inline(result.submission)}", "",
-           f"**{result.score:g} / {result.max_score:g}** points graded automatically.", ""]
+           f"**{md_inline(total_line(result))}**", ""]
+    manual = [t for t in result.tests if t.manual]
+    if manual:
+        out += [f"Graded by course staff (not yet graded): {md_inline(staff_items(manual))}.", ""]
+    for i, stop in enumerate(result.stops, 1):
+        out += [f"## Problem {i}: your code stopped before its tests could run", "", *md_block(stop), ""]
     for p in result.problems:
         out += [f"> {md_inline(p)}", ""]
     out += ["| # | test | points | result |", "| --- | --- | --- | --- |"]
     for t in result.tests:
         mark = "manual" if t.manual else ("pass" if t.passed else "FAIL")
-        pts = "staff" if t.manual else f"{t.score:g} / {t.max_score:g}"
+        if t.stopped and result.stops:
+            mark = f"not run (problem {t.stopped})"
+        pts = f"{t.manual_points:g} (staff)" if t.manual else f"{t.score:g} / {t.max_score:g}"
         out.append(f"| {md_inline(t.number)} | {md_inline(t.name)} | {pts} | {mark} |")
     out.append("")
     for t in result.tests:
-        if not t.passed and not t.manual:
+        if not t.passed and not t.manual and not (t.stopped and result.stops):
             out += [f"## {md_inline(t.number)} {md_inline(t.name)}", "", *md_block(test_output(t)), ""]
     return "\n".join(out)
 

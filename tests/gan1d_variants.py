@@ -7,8 +7,9 @@ the checks of that function's tests that must pass (all others must fail), and
 from catalogue import V
 
 PROPERTIES = {"gan1d.directions", "gan1d.batch_means"}   # public: sign and batch mean, no reference value
-ALL_D = {"gan1d.finite", "gan1d.values"} | PROPERTIES
-ALL_G = {"gan1d.finite", "gan1d.vanishing", "gan1d.values"} | PROPERTIES
+ALL_D = {"gan1d.finite", "gan1d.values", "gan1d.stable"} | PROPERTIES
+ALL_G = {"gan1d.finite", "gan1d.vanishing", "gan1d.values", "gan1d.stable"} | PROPERTIES
+STABILITY_FIX = "F.binary_cross_entropy_with_logits"   # named by the stability test of a right, unstable loss
 ALL_T = {"gan1d.train_structure", "gan1d.fit"}
 FIT_OF_D_LOSS_IN_G = {"gan1d.fit"}   # measured: it still fits in 1000 steps
 
@@ -30,7 +31,7 @@ def discriminator_loss(d_real, d_fake):
     V("d_naive_log_sigmoid", "discriminator_loss", '''
 def discriminator_loss(d_real, d_fake):
     return -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
-''', PROPERTIES, "not finite"),
+''', PROPERTIES | {"gan1d.values"}, STABILITY_FIX),   # right but unstable: loses the stability point only
     V("d_sign_flipped", "discriminator_loss", '''
 def discriminator_loss(d_real, d_fake):
     return F.logsigmoid(d_real).mean() + F.logsigmoid(-d_fake).mean()
@@ -74,7 +75,7 @@ def generator_loss(d_fake, kind):
     if kind == "nonsaturating":
         return -torch.log(p).mean()
     raise ValueError(kind)
-''', PROPERTIES, ""),
+''', PROPERTIES | {"gan1d.vanishing", "gan1d.values"}, STABILITY_FIX),   # right but unstable
     # ------------------------------------------------------------ train
     V("train_no_grad_fakes_single_draw", "train", '''
 def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callback=None):
@@ -235,4 +236,8 @@ def train(G, D, steps, k=1, kind="nonsaturating", batch_size=256, lr=1e-3, callb
         opt_g.step()
     return {"d_loss": [], "g_loss": []}
 ''', set(), ""),
+    V("d_log1p_of_minus_sigmoid", "discriminator_loss", '''
+def discriminator_loss(d_real, d_fake):
+    return -torch.log(torch.sigmoid(d_real)).mean() - torch.log1p(-torch.sigmoid(d_fake)).mean()
+''', PROPERTIES | {"gan1d.values"}, STABILITY_FIX),
 ]

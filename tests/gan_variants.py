@@ -1,8 +1,11 @@
 """Catalogue of student answers for the ``gan`` assignment, correct and wrong.
 
 Each variant replaces one function of the reference ``codebase/gan.py``.
-``d`` and ``g`` say whether the hidden d_loss / g_loss tests must pass, and
-``says`` is a phrase the failure message must contain (the likely mistake).
+``d`` and ``g`` say whether the hidden d_loss / g_loss value tests must pass,
+``unstable`` names the losses (``"d"``, ``"g"``) that are right at moderate
+logits but not finite at extreme ones (they lose only their stability test;
+a loss that fails its value test fails its stability test too), and ``says``
+is a phrase every failure message must contain (the likely mistake, or the fix).
 """
 from dataclasses import dataclass
 
@@ -15,6 +18,7 @@ class Variant:
     d: bool               # hidden d_loss test passes
     g: bool               # hidden g_loss test passes
     says: str = ""        # substring of the failure message(s)
+    unstable: str = ""    # losses right at moderate logits but not finite at +-200: "d", "g" or "dg"
 
 
 NS = "loss_nonsaturating"
@@ -53,7 +57,15 @@ def loss_nonsaturating(g, d, x_real, *, device):
     d_loss = -(torch.log(p_real).mean() + torch.log(1 - p_fake).mean())
     g_loss = -torch.log(p_fake).mean()
     return d_loss, g_loss
-''', False, True, "not finite when the discriminator's logits reach about +-200"),   # the stability policy
+''', True, True, "F.logsigmoid(h) and F.logsigmoid(-h) (or F.softplus, or F.binary_cross_entropy_with_logits)", unstable="d"),   # the stability policy: loses its stability point only
+    Variant("log1p_of_minus_sigmoid", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(x_real.shape[0], g.dim_z, device=device)
+    h_real, h_fake = d(x_real), d(g(z))
+    d_loss = -torch.log(torch.sigmoid(h_real)).mean() - torch.log1p(-torch.sigmoid(h_fake)).mean()
+    g_loss = -F.logsigmoid(h_fake).mean()
+    return d_loss, g_loss
+''', True, True, "not finite when the discriminator's logits reach about +-200", unstable="d"),
     Variant("bce_on_probabilities", NS, '''
 def loss_nonsaturating(g, d, x_real, *, device):
     B = len(x_real)
@@ -123,7 +135,7 @@ def loss_minimax(g, d, x_real, *, device):
     d_loss = -torch.log(torch.sigmoid(d_real)).mean() - torch.log(1 - torch.sigmoid(d_fake)).mean()
     g_loss = -F.softplus(d_fake).mean()
     return d_loss, g_loss
-''', False, True, "not finite when the discriminator's logits reach about +-200"),   # the stability policy
+''', True, True, "not finite when the discriminator's logits reach about +-200", unstable="d"),
     Variant("minimax_bce_with_logits", MM, '''
 def loss_minimax(g, d, x_real, *, device):
     z = torch.randn(x_real.shape[0], g.dim_z, device=device)

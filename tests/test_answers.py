@@ -83,6 +83,12 @@ def test_scoring(template):
     assert not score(t["q1"], None, ["A"])[0]
 
 
+def test_a_wrong_choice_or_true_false_answer_says_what_was_given(template):
+    """Like a wrong number ("0.7 is not right"), a wrong choice or verdict shows the answer given."""
+    assert score(template["q1"], frozenset({"C", "A"}), ["A", "B"]) == (False, "your choice A, C is not right")
+    assert score(template["q2"], True, False) == (False, "your answer true is not right")
+
+
 def test_starter_answers_are_blank():
     text = (STARTER_DIR / "vae_answers.yaml").read_text()
     assert "# SOLUTION" not in text and "answer: inf" not in text

@@ -67,11 +67,12 @@ def test_run_autograder_grades_a_real_submission(tmp_path, bundle):
     root = _root(tmp_path, bundle, EXAMPLES / "alice_correct")
     results = _run(root)
     assert results["score"] == 48
-    assert len([t for t in results["tests"] if "manual" not in t["tags"]]) == 34   # 30 code, 4 answers
+    assert len([t for t in results["tests"] if "manual" not in t["tags"]]) == 40   # 36 code (6 stability), 4 answers
     assert all({"name", "score", "max_score", "output", "visibility"} <= set(t) for t in results["tests"])
     assert "dgm-harness" in results["output"]
     assert not [t for t in results["tests"] if "manual" in t["tags"]]   # staff items are not tests with a status
-    assert "92 more points are graded by course staff (not yet graded)" in results["output"]
+    assert "48 of 48 points graded automatically; 92 more points graded by course staff." in results["output"]
+    assert "Graded by course staff (not yet graded): 1.1 Vanishing gradient of the minimax loss (5);" in results["output"]
     assert "7.2 Creative adversarial networks: multi-class cross-entropy (bonus) (10 bonus)" in results["output"]
 
 

@@ -28,10 +28,13 @@ def test_grade_folder_of_submissions(tmp_path):
     assert set(results) == {"alice", "bob", "carol", "dave"}
     assert results["alice"]["score"] == 45
     assert results["bob"]["score"] == 0
-    assert all("SyntaxError" in t["output"] for t in results["bob"]["tests"] if t["tags"][0] not in ("manual", "answers"))
+    bob = [t for t in results["bob"]["tests"] if t["tags"][0] not in ("manual", "answers")]
+    assert results["bob"]["output"].count("SyntaxError") == 1   # stated once, first; each test points to it
+    assert all("problem 1 at the top" in t["output"] and "SyntaxError" not in t["output"] for t in bob)
     assert results["carol"]["score"] == 35
     minimax = [t for t in results["carol"]["tests"] if t["tags"] == ["loss_minimax"]]
-    assert all("defines no function named 'loss_minimax'" in t["output"] for t in minimax)
+    assert "defines no function named 'loss_minimax'" in results["carol"]["output"]
+    assert all("problem 1 at the top" in t["output"] for t in minimax)
     assert results["dave"]["score"] == 0 and "not a readable zip" in results["dave"]["output"]
     for r in results.values():
         assert all(t["tags"] for t in r["tests"])
@@ -112,3 +115,34 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     proc = subprocess.run(f"{sys.executable} -m grader --help | head -1", shell=True, capture_output=True,
                           text=True, timeout=60)
     assert "Traceback" not in proc.stderr and proc.stdout.startswith("usage: grader")
+
+
+def test_an_import_error_is_stated_once_first_and_the_totals_name_the_staff_points(tmp_path, capsys):
+    """One problem that stops every test is stated once, before the tests, with the student's line; each
+    test points to it; the total says what is graded automatically and what by staff."""
+    from grader.config import load_assignment
+    from grader.grade import grade
+    from grader.report import feedback_md
+
+    sub = write_gan(tmp_path / "sub", "import torch\nfrom codebase.helpers import sample_z\n" + REFERENCE_GAN)
+    md = feedback_md(grade(load_assignment("gan"), sub))
+    assert md.count("ModuleNotFoundError") == 1 and "line 2: from codebase.helpers import sample_z" in md
+    assert md.index("ModuleNotFoundError") < md.index("| # | test |")
+    assert "**0 of 48 points graded automatically; 92 more points graded by course staff.**" in md
+    assert "7.2 Creative adversarial networks: multi-class cross-entropy (bonus) (10 bonus)" in md
+    assert main(["check", "--assignment", "gan", str(sub)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("ModuleNotFoundError") == 1 and out.index("ModuleNotFoundError") < out.index("FAIL")
+    assert out.count("problem 1 at the top") == 1
+    assert "92 more points are graded by course staff: 1.1 Vanishing gradient" in " ".join(out.split())
+
+
+def test_check_wraps_long_lines_at_word_boundaries_keeping_the_indentation(capsys):
+    from grader.cli import print_wrapped
+
+    words = [f"word{i:02d}" for i in range(40)]
+    print_wrapped("  " + " ".join(words), "        ", "          ", width=60)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 3 and all(len(line) <= 60 for line in lines)
+    assert lines[0].startswith("          word00") and all(line.startswith("          word") for line in lines)
+    assert " ".join(" ".join(lines).split()) == " ".join(words)   # no word cut

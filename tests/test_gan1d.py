@@ -62,6 +62,17 @@ def test_missing_function_and_invalid_notebook(assignment, tmp_path):
     r = grade(assignment, tmp_path / "a.ipynb")
     train = [t for t in r.tests if t.tags == ["train"]]
     assert r.score == 10 and all("gan_1d.ipynb defines no function named 'train'" in t.output for t in train)
+    assert len(r.stops) == 1 and "defines no function named 'train'" in r.stops[0]   # reports state it once
+
+
+def test_an_error_at_import_names_the_notebook_cell(assignment, tmp_path):
+    nb = json.loads(REFERENCE)
+    nb["cells"].insert(3, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                           "source": "class Settings:\n    scale = undefined_name\n"})
+    (tmp_path / "gan_1d.ipynb").write_text(json.dumps(nb))
+    r = grade(assignment, tmp_path / "gan_1d.ipynb")
+    assert r.score == 0 and len(r.stops) == 1
+    assert "NameError" in r.stops[0] and "(at gan_1d.ipynb, cell 4: scale = undefined_name)" in r.stops[0]
     (tmp_path / "b.ipynb").write_text("{not json")
     r = grade(assignment, tmp_path / "b.ipynb")
     assert r.score == 0 and r.status == "invalid" and "not valid notebook JSON" in r.tests[0].output

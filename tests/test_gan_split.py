@@ -29,8 +29,9 @@ def test_the_examples_grade_as_intended(split, example, score):
 
 def test_each_function_is_graded_on_its_own_loss_with_the_gan_diagnosis(split):
     r = grade(split, EXAMPLES / "ben_minimax_generator")
-    [msg] = _failed(r, "loss_nonsaturating_g")
+    msg, stability = _failed(r, "loss_nonsaturating_g")   # a wrong loss loses its stability point too
     assert "your generator loss equals the minimax loss" in msg
+    assert "not judged until g_loss is right" in stability
     assert not _failed(r, "loss_nonsaturating_d")
 
 
@@ -57,3 +58,15 @@ def test_grader_check_finds_the_split_version_from_its_folder(capsys):
     assert main(["check", str(REPO_ROOT / "starter" / "gan_split")]) == 1   # the untouched starter fails
     out = capsys.readouterr().out
     assert "grader check: gan_split" in out and "loss_wasserstein_gp_g" in out
+
+
+@pytest.mark.parametrize("fake_term", ["torch.log(1 - torch.sigmoid(d(x_fake)))", "torch.log1p(-torch.sigmoid(d(x_fake)))"])
+def test_a_right_but_unstable_loss_loses_only_its_stability_point(split, tmp_path, fake_term):
+    """Stability is its own test: the naive form keeps the value points and is told the fix."""
+    src = SPLIT.replace("F.logsigmoid(-d(x_fake)).mean()", f"{fake_term}.mean()", 1)
+    assert src != SPLIT
+    r = grade(split, write_gan(tmp_path / "naive", src))
+    assert r.score == 34
+    [lost] = [t for t in r.tests if t.tags == ["loss_nonsaturating_d"] and t.max_score and not t.passed]
+    assert "stable" in lost.name and lost.max_score == 1
+    assert "right at moderate logits" in lost.output and "F.binary_cross_entropy_with_logits" in lost.output

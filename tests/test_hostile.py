@@ -1284,8 +1284,10 @@ def test_student_text_cannot_change_the_reports_or_the_terminal(gan_assignment, 
         results = json.loads((folder / "results.json").read_text())
         md = (folder / "feedback.md").read_text()
         failed = [t for t in results["tests"] if t["status"] == "failed"]
+        stopped = [t for t in failed if t["output"].startswith("Not run: your code stopped")]   # point to a problem
+        stops = results["output"].count("\nProblem ")                  # each stated once, as a heading of its own
         headings = _structure(md)
-        assert headings[0].startswith("# gan: ") and len(headings) == 1 + len(failed), headings
+        assert headings[0].startswith("# gan: ") and len(headings) == 1 + stops + len(failed) - len(stopped), headings
         assert all(h.startswith("## ") and "140 / 140" not in h for h in headings[1:]), headings
         if folder.name == "loud":
             assert results["score"] == HONEST_WITHOUT_MINIMAX
@@ -1299,7 +1301,8 @@ def test_student_text_cannot_change_the_reports_or_the_terminal(gan_assignment, 
     loud_result = GradeResult.from_dict(json.loads((out / "loud" / ".grade-cache.json").read_text())["result"])
     named = replaced(loud_result, submission="```\n# 140 / 140 <script>x</script>", problems=[EVIL_TEXT])
     headings = _structure(report.feedback_md(named))                # a name that no batch would make
-    assert len(headings) == 1 + len([t for t in named.tests if not t.passed and not t.manual]), headings
+    assert len(headings) == 1 + len(named.stops) + len(
+        [t for t in named.tests if not t.passed and not t.manual and not t.stopped]), headings
     assert "\x1b" not in report.table([named], details=True)
 
 

@@ -33,7 +33,8 @@ def reads(*names: str) -> tuple[str, ...]:
 
 UNSTABLE = ("{loss} is not finite when the discriminator's logits reach about +-200, as a confident "
             "discriminator's do in training (the numerical stability policy of the statement): compute log D and "
-            "log(1 - D) from the logits with F.logsigmoid(h) and F.logsigmoid(-h), not torch.log(torch.sigmoid(h))")
+            "log(1 - D) from the logits with F.logsigmoid(h) and F.logsigmoid(-h) (or F.softplus, or "
+            "F.binary_cross_entropy_with_logits), not torch.log(torch.sigmoid(h)) or torch.log1p(-torch.sigmoid(h))")
 
 
 @dataclass

@@ -62,10 +62,25 @@ def _mistakes(function: str, case: str, seed: int) -> list[tuple[str, str, float
             (f"{case}_nonsaturating_value", "kind='nonsaturating' has the wrong sign", -ns)]
 
 
+UNSTABLE = ("is right at moderate logits, but not finite where the logits reach +-20 to +-200, as a confident "
+            "discriminator's do in training (the numerical stability policy of the statement): compute log D and "
+            "log(1 - D) from the logits with F.logsigmoid(h) and F.logsigmoid(-h) (or F.softplus, or "
+            "F.binary_cross_entropy_with_logits), not torch.log(torch.sigmoid(h)) or torch.log1p(-torch.sigmoid(h))")
+
+
 @check("values", probe="loss", reads=LOSS_KEYS)
 def values(ctx: CheckContext) -> CheckResult:
-    """Every loss value and its gradient w.r.t. the logits equal the reference."""
-    a, ref = ctx.outputs, _reference_values(ctx)
+    """Every loss value and its gradient w.r.t. the logits equal the reference at typical logits (the
+    extreme ones are the stability test's)."""
+    if "values" in ctx.cache:
+        return ctx.cache["values"]
+    ctx.cache["values"] = result = _values(ctx)
+    return result
+
+
+def _values(ctx: CheckContext) -> CheckResult:
+    a = ctx.outputs
+    ref = {key: v for key, v in _reference_values(ctx).items() if key.startswith("typical_")}
     problems = []
     for key, expected in ref.items():
         got = a[key]
@@ -78,10 +93,21 @@ def values(ctx: CheckContext) -> CheckResult:
         return CheckResult(True, "values and gradients match the reference")
     hints = [m for key, m, v in _mistakes(ctx.args["function"], "typical", ctx.args["seed"])
              if a[key].size == 1 and close(a[key][0], v)]
-    if any(not np.all(np.isfinite(a[key])) for key in ref):
-        hints.insert(0, "the loss is not finite for large logits: compute log D and log(1 - D) with "
-                        "F.logsigmoid(h) and F.logsigmoid(-h), not torch.log(torch.sigmoid(h))")
     return CheckResult(False, "\n".join(problems[:4]), hint=hints[0] if hints else "")
+
+
+@check("stable", probe="loss", reads=LOSS_KEYS)
+def stable(ctx: CheckContext) -> CheckResult:
+    """A loss that is right at typical logits is finite, with finite gradients, at logits of +-20 to +-200."""
+    name = ctx.args["function"]
+    if not values(ctx).passed:
+        return CheckResult(False, f"not judged until {name} is right at typical logits (see its value test): "
+                                  "the stability points go with a correct loss")
+    a = ctx.outputs
+    bad = [key for key in a if key.startswith("extreme_") and not np.all(np.isfinite(a[key]))]
+    if bad:
+        return CheckResult(False, f"{name} {UNSTABLE}", hint=f"not finite: {', '.join(sorted(bad)[:4])}")
+    return CheckResult(True, f"{name} and its gradient stay finite at logits of +-20 to +-200")
 
 
 def w1_to_target(samples: np.ndarray) -> float:

@@ -20,6 +20,7 @@ from .checks import (
     IWAE_KEYS,
     KL_KEYS,
     PHASE_KEYS,
+    UNSTABLE,
     calls,
     iwae_props,
     iwae_samples,
@@ -191,3 +192,26 @@ def iwae_values(ctx: CheckContext) -> CheckResult:
     if not problems:
         return CheckResult(True, "L_1 and L_5 match the reference on your samples")
     return CheckResult(False, "\n".join(problems), hint=hint or "")
+
+
+def _stable(ctx: CheckContext, values, what: str) -> CheckResult:
+    """A function that is right at moderate logits is also finite where the decoder's logits are a few hundred."""
+    name = ctx.args["function"]
+    if not values(ctx).passed:
+        return CheckResult(False, f"not judged until {name} is right at moderate logits (see its value test): "
+                                  "the stability points go with a correct loss")
+    if ctx.outputs["value_extreme"][0] != 1:
+        return CheckResult(False, f"{what} is right at moderate logits, but {UNSTABLE}")
+    return CheckResult(True, f"{what} stays finite where the decoder's logits are a few hundred")
+
+
+@check("wake_stable", probe="wake", reads=PHASE_KEYS)
+def wake_stable(ctx: CheckContext) -> CheckResult:
+    """The wake loss, right at moderate logits, is finite where the decoder's logits are a few hundred."""
+    return _stable(ctx, wake_values, "the wake loss")
+
+
+@check("iwae_stable", probe="iwae", reads=IWAE_KEYS)
+def iwae_stable(ctx: CheckContext) -> CheckResult:
+    """L_5, right at moderate logits, is finite where the decoder's logits are a few hundred."""
+    return _stable(ctx, iwae_values, "L_5")
