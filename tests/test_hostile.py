@@ -141,7 +141,7 @@ def attack(gan_assignment, tmp_path):
         [result] = run_grade(assignment=assignment, submissions=[sub], out=out, quiet=True)
         written = json.loads((out / result.submission / "results.json").read_text())
         assert written["score"] == result.score <= max_honest
-        assert len([t for t in written["tests"] if "manual" not in t["tags"]]) == 34  # 30 code, 4 answers
+        assert len([t for t in written["tests"] if "manual" not in t["tags"]]) == 40  # 36 code, 4 answers
         assert all(t["tags"] for t in written["tests"])
         rows = (out / "grades.csv").read_text().splitlines()
         assert len(rows) == 2 and rows[1].split(",")[-3] == f"{result.score:g}"
@@ -165,7 +165,12 @@ def minimax_tests(results):
 ])
 def test_hostile_import(attack, prefix, says):
     r = attack(prefix + REFERENCE_GAN, 0, timeout_s=2.5)   # each graded function imports the module anew
-    assert all(says in t["output"] for t in r["tests"] if t["tags"][0] not in ("manual", "answers"))
+    assert all(says_so(r, t, says) for t in r["tests"] if t["tags"][0] not in ("manual", "answers"))
+
+
+def says_so(results: dict, test: dict, text: str) -> bool:
+    """The test's own output says ``text``, or it points to a problem stated once at the top that does."""
+    return text in test["output"] or ("at the top of this report" in test["output"] and text in results["output"])
 
 
 @pytest.mark.parametrize("body,says", [
@@ -180,7 +185,7 @@ def test_hostile_call_costs_only_its_part(attack, body, says):
     r = attack(replace_function(REFERENCE_GAN, "loss_minimax", "def loss_minimax(g, d, x_real, *, device):\n" + body),
                HONEST_WITHOUT_MINIMAX)
     assert r["score"] == HONEST_WITHOUT_MINIMAX
-    assert any(any(s in t["output"] for s in says.split("|")) for t in minimax_tests(r)), minimax_tests(r)[0]["output"]
+    assert any(any(says_so(r, t, s) for s in says.split("|")) for t in minimax_tests(r)), minimax_tests(r)[0]["output"]
 
 
 def test_detached_sleepers_are_killed(attack):
@@ -414,9 +419,9 @@ def test_fallback_mode_without_bwrap_or_fork_still_contains_everything(attack, m
         monkeypatch.undo()
         reset_isolation()
     assert r["score"] == 10
-    outputs = {t["tags"][0]: t["output"] for t in r["tests"] if t["max_score"] > 0}
-    assert "status 7" in outputs["loss_nonsaturating"]
-    assert "timed out" in outputs["loss_wasserstein_gp"]
+    tests = {t["tags"][0]: t for t in r["tests"] if t["max_score"] > 0}
+    assert says_so(r, tests["loss_nonsaturating"], "status 7")
+    assert says_so(r, tests["loss_wasserstein_gp"], "timed out")
     assert "graded functions run one after another" in r["output"]
     assert "network is NOT closed" in r["output"] or "NO isolation barrier" in r["output"]
     import time
@@ -563,7 +568,9 @@ def test_fake_gradescope_without_bubblewrap_keeps_the_solutions_and_kills_everyt
         results = _run_autograder(root, readable_python, tmpdir)
         assert results["score"] == 0, results["score"]
         graded = [t for t in results["tests"] if t["tags"] not in (["answers"], ["manual"])]
-        assert len(graded) == 30 and all("PermissionError" in t["output"] for t in graded), graded[0]["output"]
+        assert len(graded) == 36 and all("PermissionError" in t["output"] or "problem 1 at the top" in t["output"]
+                                         for t in graded), graded[0]["output"]
+        assert "PermissionError" in results["output"]   # the problem that stopped everything, stated once
         assert "uid of its own" in results["output"] and "file permissions" in results["output"]
         security = (root / "source" / "SECURITY.md").read_text()     # what the bundle promises is what held
         assert "network is not closed" in security and "NOT closed" in results["output"]
