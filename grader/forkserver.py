@@ -108,6 +108,10 @@ def _server_main(request: dict, fds: tuple[int, int, int]) -> None:
     for target, fd in ((0, stdin_r), (1, stdout_w), (2, stderr_w)):
         os.dup2(fd, target)
     os.closerange(3, 1 << 16)
+    # fresh text streams on 0, 1 and 2: the grader's own may wrap other descriptors (pytest's capture)
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     os.environ.clear()

@@ -185,7 +185,7 @@ def test_hostile_call_costs_only_its_part(attack, body, says):
     r = attack(replace_function(REFERENCE_GAN, "loss_minimax", "def loss_minimax(g, d, x_real, *, device):\n" + body),
                HONEST_WITHOUT_MINIMAX)
     assert r["score"] == HONEST_WITHOUT_MINIMAX
-    assert any(any(says_so(r, t, s) for s in says.split("|")) for t in minimax_tests(r)), minimax_tests(r)[0]["output"]
+    assert any(any(says_so(r, t, s) for s in says.split("|")) for t in minimax_tests(r)), r["output"][-1500:]
 
 
 def test_detached_sleepers_are_killed(attack):
