@@ -131,7 +131,9 @@ def test_a_hostile_gan_submission_gets_nothing_and_the_grader_writes_the_results
     results = g.results
     assert "forged" not in json.dumps(results) and "dgm-harness" in results["output"]
     code = [t for t in results["tests"] if t["tags"] not in (["answers"], ["manual"])]
-    assert len(code) == 30 and all(t["score"] == 0 for t in code)
+    assert len(code) == 36 and all(t["score"] == 0 for t in code)
     assert results["score"] == 0
-    assert any("PermissionError" in t["output"] for t in code), code[0]["output"]
+    # the barrier's refusal, stated once at the top when it stopped every function, or in a test
+    assert "PermissionError" in results["output"] or any("PermissionError" in t["output"] for t in code), \
+        results["output"][-1500:]
     assert g.leftover == [], f"processes of the submission outlived run_autograder: {g.leftover}"
