@@ -3,7 +3,7 @@
     ./make_submission.sh [ASSIGNMENT]     (in the folder holding your files)
 
 It checks what it can before anything is zipped: the module parses; a notebook
-is notebook JSON under 20 MB and defines every graded function; the answers
+is notebook JSON under 100 MB and defines every graded function; the answers
 file is valid YAML whose answers fit their questions. It then writes
 ``<assignment>_submission.zip`` with the module, the short-answers file and the
 outputs the assignment asks for (of numbered files such as sample grids, the
@@ -25,7 +25,7 @@ from pathlib import Path
 from .assignment import read as load_assignment
 from .config import Assignment, ConfigError, available
 
-MAX_NOTEBOOK_MB = 20
+MAX_NOTEBOOK_MB = 100   # Gradescope accepts uploads up to 100 MB; figures may weigh that much
 
 
 class PackError(Exception):

@@ -72,7 +72,7 @@ def test_notebook_packaged_when_valid(hw, assignment, notebook):
     (lambda p: p.unlink(), "gan_1d.ipynb is missing"),
     (lambda p: p.write_text("{oops"), "not a valid notebook"),
     (lambda p: p.write_text(p.read_text().replace("def train(", "def training(")), "does not define train"),
-    (lambda p: p.write_bytes(p.read_bytes() + b" " * (21 << 20)), "the limit is 20 MB"),
+    (lambda p: p.write_bytes(p.read_bytes() + b" " * (101 << 20)), "the limit is 100 MB"),
 ])
 def test_notebook_problems_are_refused(hw, breakage, says):
     breakage(hw / "gan_1d.ipynb")
