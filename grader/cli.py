@@ -412,11 +412,15 @@ def _clean_start(argv: list[str]) -> None:
         start_zygote(names)
         forkserver.restore()
         return
-    try:
-        args = _parser().parse_args(argv)
+    if not argv or argv[0] not in ("check", "grade", "demo"):
+        return
+    import contextlib
+    import io
+
+    try:   # silently: main() parses again and prints any help or error, once
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = _parser().parse_args(argv)
     except SystemExit:
-        return   # main() says what is wrong
-    if args.command not in ("check", "grade", "demo"):
         return
     from .sandbox import would_fork
 

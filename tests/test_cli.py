@@ -146,3 +146,11 @@ def test_check_wraps_long_lines_at_word_boundaries_keeping_the_indentation(capsy
     assert len(lines) > 3 and all(len(line) <= 60 for line in lines)
     assert lines[0].startswith("          word00") and all(line.startswith("          word") for line in lines)
     assert " ".join(" ".join(lines).split()) == " ".join(words)   # no word cut
+
+
+def test_help_and_usage_errors_are_printed_once():
+    """The entry point looks at the command line before main() does (to start clean): silently."""
+    for argv in (["--help"], ["grade"], ["check", "--help"]):
+        proc = subprocess.run([sys.executable, "-c", "from grader.cli import entry; entry()", *argv],
+                              capture_output=True, text=True, timeout=120)
+        assert (proc.stdout + proc.stderr).count("usage: grader") == 1, (argv, proc.stdout, proc.stderr)
