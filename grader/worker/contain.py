@@ -13,7 +13,8 @@ destroyed whatever it did:
 * where the server may, each submission also gets a fresh IPC namespace.
 
 :class:`Watchdog` caps what all processes of a submission use together:
-private memory summed over them, and scratch disk (tmpfs usage in the
+private memory summed over them (with the memory-backed files, System V segments
+and socket buffers it holds), and scratch disk (tmpfs usage in the
 sandbox, else the size of the files the uid owns).
 """
 from __future__ import annotations
@@ -572,6 +573,118 @@ def held_files_kb(pids: list[int]) -> tuple[int, int]:
     return memory, disk
 
 
+# sock_diag (netlink): the kernel's list of sockets with the memory each holds and its owner's uid
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
+NLM_F_REQUEST, NLM_F_DUMP, NLMSG_ERROR, NLMSG_DONE = 0x1, 0x300, 2, 3
+UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID, UNIX_DIAG_MEMINFO, UNIX_DIAG_UID = 0x20, 0x40, 5, 7
+INET_DIAG_SKMEMINFO = 7
+SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_WMEM_ALLOC, SK_MEMINFO_WMEM_QUEUED = 0, 2, 5
+
+
+def _diag_dump(request: bytes) -> Iterator[bytes]:
+    """The payloads of one sock_diag dump (no privilege needed); raises OSError where netlink is
+    refused."""
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as s:
+        s.sendto(struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY,
+                             NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + request, (0, 0))
+        while True:
+            data, off = s.recv(1 << 16), 0
+            if not data:
+                return
+            while off + 16 <= len(data):
+                size, kind = struct.unpack_from("=IH", data, off)
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    raise OSError(-struct.unpack_from("=i", data, off + 16)[0], "sock_diag refused")
+                if size < 16:
+                    return
+                yield data[off + 16:off + size]
+                off += (size + 3) & ~3
+
+
+def _diag_attrs(payload: bytes, off: int) -> Iterator[tuple[int, bytes]]:
+    import struct
+
+    while off + 4 <= len(payload):
+        size, kind = struct.unpack_from("=HH", payload, off)
+        if size < 4:
+            return
+        yield kind, payload[off + 4:off + size]
+        off += (size + 3) & ~3
+
+
+def _meminfo_bytes(value: bytes) -> int:
+    """Bytes queued on a socket: received, being sent, and queued to send (TCP)."""
+    import struct
+
+    mem = struct.unpack_from(f"={len(value) // 4}I", value)
+    return sum(mem[i] for i in (SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_WMEM_ALLOC, SK_MEMINFO_WMEM_QUEUED)
+               if i < len(mem))
+
+
+def sockets() -> Iterator[tuple[int | None, int, int]]:
+    """(owner uid, inode, bytes queued) of every Unix, TCP and UDP socket of this network namespace,
+    those in flight between processes (sent over a Unix socket, their descriptors closed) included."""
+    import socket
+    import struct
+
+    request = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0,
+                          UDIAG_SHOW_MEMINFO | UDIAG_SHOW_UID, 0xFFFFFFFF, 0xFFFFFFFF)
+    try:
+        for msg in _diag_dump(request):
+            owner, queued = None, 0
+            for kind, value in _diag_attrs(msg, 16):
+                if kind == UNIX_DIAG_MEMINFO:
+                    queued = _meminfo_bytes(value)
+                elif kind == UNIX_DIAG_UID and len(value) >= 4:
+                    owner = struct.unpack_from("=I", value)[0]
+            yield owner, struct.unpack_from("=I", msg, 4)[0], queued
+    except OSError:
+        pass
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for protocol in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+            request = struct.pack("=BBBBI", family, protocol, 1 << (INET_DIAG_SKMEMINFO - 1), 0,
+                                  0xFFFFFFFF) + bytes(48)
+            try:
+                for msg in _diag_dump(request):
+                    owner, inode = struct.unpack_from("=II", msg, 64)
+                    queued = sum(_meminfo_bytes(v) for k, v in _diag_attrs(msg, 72) if k == INET_DIAG_SKMEMINFO)
+                    yield owner, inode, queued
+            except OSError:
+                continue
+
+
+def _socket_inodes(pids: list[int]) -> set[int]:
+    """Inodes of the sockets that ``pids`` hold open."""
+    found = set()
+    for pid in pids:
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.add(int(target[8:-1]))
+    return found
+
+
+def socket_kb(uid: int | None, pids: list[int]) -> int:
+    """KiB queued in socket buffers (kernel memory, in no process's smaps): every socket ``uid``
+    owns, or without a uid those ``pids`` hold open."""
+    inodes = _socket_inodes(pids) if uid is None else set()
+    total = sum(queued for owner, inode, queued in sockets()
+                if (owner == uid if uid is not None else inode in inodes))
+    return total >> 10
+
+
 def descendants(root: int) -> list[int]:
     """``root``'s children, their children, and so on (orphans come back to a subreaper)."""
     out, frontier = [], [root]
@@ -654,7 +767,8 @@ class Watchdog:
 
     def memory_kb_used(self) -> int:
         pids = self.pids()
-        return sum(private_kb(p) for p in pids) + held_files_kb(pids)[0] + sysv_shm_kb(self.uid)
+        return (sum(private_kb(p) for p in pids) + held_files_kb(pids)[0] + sysv_shm_kb(self.uid)
+                + socket_kb(self.uid, pids))
 
     def disk_kb_used(self) -> int | None:
         """KiB of its files; None when it made more files than are counted (over the cap too)."""
