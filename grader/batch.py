@@ -83,6 +83,13 @@ class Progress:
         pace = (time.monotonic() - self.start) / graded
         return pace * (self.total - self.done)
 
+    def say(self, text: str) -> None:
+        """A line of its own between progress updates (not when quiet)."""
+        with self.lock:
+            if not self.quiet:
+                self.stream.write(("\n" if self.tty else "") + text + "\n")
+                self.stream.flush()
+
     def update(self, result: GradeResult, cached: bool) -> None:
         with self.lock:
             self.done += 1
@@ -118,29 +125,45 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
     Unchanged submissions keep their stored result unless ``force``. One broken
     submission never stops the batch: grade() turns student failures into
     results, and anything else is recorded as a grader error for that submission.
+    With ``jobs`` > 1, a submission with a timed-out function is graded again alone at the end,
+    and that grade is the one kept.
     """
     fingerprint = grader_fingerprint(assignment)
     progress = Progress(len(paths), quiet=quiet)
     results: list[GradeResult | None] = [None] * len(paths)
     hidden = (out, *paths, *hidden)   # no student may read another's upload or results
 
-    def one(i: int) -> None:
-        folder = out / names[i]
-        upload = input_hash(paths[i])
-        result = None if force or upload is None else cached_result(folder, upload, fingerprint)
-        cached = result is not None
-        if result is None:
-            try:
-                result = grade(assignment, paths[i], name=names[i], hidden=hidden)
-            except Exception as err:  # noqa: BLE001 - a grader fault costs this submission, not the batch
-                why = f"the grader failed on this submission ({err}); course staff have been told"
-                result = GradeResult(assignment.name, names[i], "", all_failed(assignment, why, False), "error",
-                                     0.0, problems=[why], grader_errors=[traceback.format_exc()])
+    def graded(i: int) -> GradeResult:
+        try:
+            return grade(assignment, paths[i], name=names[i], hidden=hidden)
+        except Exception as err:  # noqa: BLE001 - a grader fault costs this submission, not the batch
+            why = f"the grader failed on this submission ({err}); course staff have been told"
+            return GradeResult(assignment.name, names[i], "", all_failed(assignment, why, False), "error",
+                               0.0, problems=[why], grader_errors=[traceback.format_exc()])
+
+    def finish(i: int, result: GradeResult, upload: str | None, cached: bool) -> None:
+        if not cached:
             report.write_submission_reports(result, out)
             if not result.grader_errors and upload is not None:
-                store_result(folder, upload, fingerprint, result)
+                store_result(out / names[i], upload, fingerprint, result)
         results[i] = result
         progress.update(result, cached)
+
+    again: list[tuple[int, str | None]] = []   # timed out beside other submissions: graded again alone
+    again_lock = threading.Lock()
+
+    def one(i: int) -> None:
+        upload = input_hash(paths[i])
+        result = None if force or upload is None else cached_result(out / names[i], upload, fingerprint)
+        if result is not None:
+            finish(i, result, upload, True)
+            return
+        result = graded(i)
+        if jobs > 1 and result.timeouts:
+            with again_lock:
+                again.append((i, upload))
+            return
+        finish(i, result, upload, False)
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
@@ -149,4 +172,12 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+    # A function that ran out of time while others were graded may only have been starved of CPU:
+    # it is judged on a run with nothing beside it (a hog's grading costs it twice; an honest one's, once).
+    if again:
+        who = ", ".join(report.plain(names[i]) for i, _ in sorted(again))
+        progress.say(f"grading {len(again)} submission(s) again alone, a function of theirs having timed out "
+                     f"beside others: {who}")
+    for i, upload in sorted(again):
+        finish(i, graded(i), upload, False)
     return [r for r in results if r is not None]

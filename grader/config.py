@@ -100,7 +100,7 @@ class Assignment:
     functions: tuple[str, ...] = _doc("functions a submission must define besides the graded ones", ())
     training: tuple[Training, ...] = _doc("training runs whose outputs belong in a submission", ())
     manual: tuple[ManualPart, ...] = _doc("parts graded by course staff", ())
-    probe_timeout_s: float = _doc("wall-clock seconds one probe may take", 20.0)
+    probe_timeout_s: float = _doc("seconds of its own time one probe may take (wall clock less waiting for a CPU)", 20.0)
     seed: int = _doc("seed of the probe inputs", 236)
     hidden_visibility: str = _doc("Gradescope visibility of tests that are not public", "visible")
     total_points: float | None = _doc("if given, automatic plus manual (non-bonus) points must add up to it", None)

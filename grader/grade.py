@@ -65,6 +65,7 @@ class GradeResult:
     problems: list[str] = field(default_factory=list)   # submission-level messages
     grader_errors: list[str] = field(default_factory=list)  # tracebacks for staff
     stops: list[str] = field(default_factory=list)   # problems that stopped tests before they ran, each once
+    timeouts: list[str] = field(default_factory=list)   # probes that ran out of time (batch grades them again alone)
 
     @property
     def manual_points(self) -> float:
@@ -281,7 +282,8 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
                 t.output = f"{t.output}\n({notes[t.tags[0]]})".strip()
         return GradeResult(assignment.name, name or sub.name, sub.sha256, tests, _status(run.outcomes),
                            time.monotonic() - start, layers=run.layers, grader_errors=errors,
-                           problems=nb_problems, stops=stops)
+                           problems=nb_problems, stops=stops,
+                           timeouts=sorted(k for k, o in run.outcomes.items() if o.status == "timeout"))
     finally:
         if sub is not None:
             sub.cleanup()

@@ -55,7 +55,8 @@ TEMP_PREFIX = "dgm-"
 class Limits:
     """Resource limits: per probe (time, output), and per submission for all its processes together."""
 
-    timeout_s: float = 20.0        # wall clock for one probe
+    timeout_s: float = 20.0        # one probe's own time: wall clock less what it waited for a CPU
+    backstop: float = 3.0          # wall clock a probe starved of CPU may take, in timeouts
     startup_s: float = 60.0        # wall clock for the worker to import torch
     memory_mb: int = 4096          # private memory of all the submission's processes together
     disk_mb: int = 1024            # scratch files of the submission (its /tmp, /dev/shm and scratch folder)
@@ -607,7 +608,8 @@ class WorkerServer:
         sub_dir = self.stage / name
         _stage_copy(files_dir, sub_dir, uid)
         request = {"dir": name, "module": module, "display": display, "probes": probes, "uid": uid,
-                   "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "disk_mb": limits.disk_mb,
+                   "timeout_s": limits.timeout_s, "wall_s": limits.timeout_s * max(1.0, limits.backstop),
+                   "memory_mb": limits.memory_mb, "disk_mb": limits.disk_mb,
                    "fsize_mb": limits.fsize_mb, "nproc": limits.nproc,
                    "max_output_bytes": limits.max_output_bytes}
         try:
@@ -627,7 +629,8 @@ class WorkerServer:
         # fork mode: the server times each probe, we only back it up (it also cleans up after
         # each probe and after the submission, which may take a few seconds); no-fork: we time them
         slack = 15.0 if fork_mode() else 0.5
-        deadline = time.monotonic() + limits.timeout_s + slack
+        budget = limits.timeout_s * max(1.0, limits.backstop) if fork_mode() else limits.timeout_s
+        deadline = time.monotonic() + budget + slack
         while True:
             try:
                 item = self.frames.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -643,7 +646,7 @@ class WorkerServer:
             if out is not None and out.probe in pending:
                 outcomes[out.probe] = out
                 pending.remove(out.probe)
-                deadline = time.monotonic() + limits.timeout_s + slack
+                deadline = time.monotonic() + budget + slack
 
 
 _POOL: dict[tuple, list[WorkerServer]] = {}   # idle servers, by the sandbox configuration they were built for

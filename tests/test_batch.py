@@ -3,6 +3,7 @@ on reused worker servers; incremental regrading; the progress display."""
 import io
 import json
 import os
+import threading
 import zipfile
 from dataclasses import replace
 
@@ -274,3 +275,40 @@ def test_a_file_name_that_is_not_utf8_neither_stops_the_batch_nor_its_cache(tmp_
     assert graded == []                                   # the second run took both from the cache
     assert "bob,10,10,15,10,0,45,48,ok" in (out / "grades.csv").read_text().splitlines()
     assert json.loads((out / "bob" / "results.json").read_text())["score"] == 45
+
+
+def test_a_function_that_timed_out_beside_others_is_graded_again_alone(gan_assignment, tmp_path, monkeypatch):
+    """With --jobs 2 a timeout may only mean a neighbour took the CPU: the submission is graded again
+    with nothing beside it and that grade stands; with --jobs 1 it already was alone."""
+    cls = tmp_path / "class"
+    write_gan(cls / "alice", REFERENCE_GAN)
+    write_gan(cls / "bob", REFERENCE_GAN)
+    write_gan(cls / "slow", replace_function(REFERENCE_GAN, "loss_minimax", (
+        "def loss_minimax(g, d, x_real, *, device):\n    import time\n    time.sleep(60)\n")))
+    calls, active, lock = [], [0], threading.Lock()
+    real_grade = batch.grade
+
+    def counting(assignment, path, **kw):
+        with lock:
+            active[0] += 1
+            calls.append((path.name, active[0]))
+        try:
+            return real_grade(assignment, path, **kw)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(batch, "grade", counting)
+    a = replace(gan_assignment, probe_timeout_s=2.0)
+    results = {r.submission: r for r in run_grade(assignment=a, submissions=[cls], out=tmp_path / "out",
+                                                   jobs=2, quiet=True)}
+    assert sorted(name for name, _ in calls) == ["alice", "bob", "slow", "slow"]
+    assert calls[-1] == ("slow", 1)                 # the second time, nothing else was being graded
+    assert results["slow"].timeouts and results["alice"].timeouts == []
+    minimax = [t for t in results["slow"].tests if t.tags == ["loss_minimax"]]
+    assert minimax and all(not t.passed and "timed out" in t.output for t in minimax)
+    assert results["alice"].score == results["bob"].score == 45 and results["slow"].score == 35
+    assert json.loads((tmp_path / "out" / "slow" / "results.json").read_text())["score"] == 35
+    calls.clear()
+    run_grade(assignment=a, submissions=[cls], out=tmp_path / "out1", jobs=1, quiet=True)
+    assert sorted(name for name, _ in calls) == ["alice", "bob", "slow"]

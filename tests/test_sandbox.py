@@ -220,3 +220,46 @@ def test_the_zygote_forks_servers_and_reports_how_they_ended(tmp_path):
 
     reference.load_path(REPO_ROOT / "solutions" / "codebase" / "gan.py")
     assert forkserver.secrets_loaded(), "a process that loaded a reference must fork no zygote"
+
+
+def _starve_every_cpu(n_per_cpu: int = 4) -> list[int]:
+    """Busy processes, each in a session of its own (so autogroups do not lump them together)."""
+    pids = []
+    for _ in range(n_per_cpu * (os.cpu_count() or 1)):
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            while True:
+                pass
+        pids.append(pid)
+    return pids
+
+
+def test_a_probe_starved_of_cpu_is_charged_its_own_time_and_a_sleeper_still_times_out(gan_assignment, tmp_path):
+    """A probe's time is wall clock less what it waited for a CPU: a function that needs 1.2 s of CPU
+    passes its 2.5 s timeout while other processes keep every CPU busy (its wall time is several
+    times that), and a function that sleeps is still stopped after 2.5 s, not at the backstop."""
+    import signal
+
+    busy = ("def loss_minimax(g, d, x_real, *, device):\n"
+            "    import time\n"
+            "    t = time.process_time()\n"
+            "    while time.process_time() - t < 1.2:\n"
+            "        pass\n")
+    src = REFERENCE_GAN.replace("def loss_minimax(g, d, x_real, *, device):\n", busy, 1)
+    src = replace_function(src, "loss_nonsaturating", "def loss_nonsaturating(g, d, x_real, *, device):\n"
+                                                      "    import time\n    time.sleep(120)\n")
+    hogs = _starve_every_cpu()
+    try:
+        start = time.monotonic()
+        r = grade(gan_assignment, write_gan(tmp_path / "s", src), limits=Limits(timeout_s=2.5, backstop=20.0))
+        took = time.monotonic() - start
+    finally:
+        for pid in hogs:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    minimax = [t for t in r.tests if t.tags == ["loss_minimax"]]
+    assert minimax and all(t.passed for t in minimax), [t.output for t in minimax if not t.passed]
+    sleeper = [t for t in r.tests if t.tags == ["loss_nonsaturating"]]
+    assert sleeper and all("timed out" in t.output for t in sleeper), sleeper[0].output
+    assert took < 100, took   # the sleeper was stopped at its own 2.5 s, not at 20 x 2.5 s
