@@ -206,6 +206,9 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
         cmd += ["--", py, "-E", "-s", "-c", _bootstrap("/opt/dgm", sys_paths)]
     else:
         roots = [str(scratch), *(r for r in HOST_FILE_ROOTS if os.path.isdir(r))] if plan.own_uid else []
+        if roots and contain.landlock_abi() > 0:
+            layers.append("the submission writes files only in its scratch folder and the shared temporary "
+                          "folders, where its disk cap counts them (Landlock)")
         config.update(submission_root=str(stage), scratch_root=str(scratch), file_roots=roots)
         if group is not None:
             config["cgroup"] = group.to_dict()

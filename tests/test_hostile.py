@@ -1052,6 +1052,48 @@ def test_a_student_with_many_busy_processes_does_not_starve_the_one_graded_besid
     assert reserved_uid_processes() == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid of its own needs a root grader")
+@pytest.mark.parametrize("bwrap", ["bwrap", "no-bwrap"])
+def test_a_submission_cannot_write_where_its_disk_cap_does_not_look(gan_assignment, tmp_path, monkeypatch, bwrap):
+    """A world-writable folder the grader does not walk (not /tmp, /var/tmp, /dev/shm): without bubblewrap,
+    a file there would escape the disk cap and the purge, and reach the next student of the same uid.
+    Landlock confines the submission's writes to the folders the caps count; bubblewrap shows no such
+    folder at all."""
+    from conftest import reset_isolation
+    from grader.sandbox import bwrap_path
+    from grader.worker import contain
+
+    if bwrap == "bwrap" and (bwrap_path() is None or os.environ.get("DGM_NO_BWRAP")):
+        pytest.skip("bubblewrap not available")
+    if bwrap == "no-bwrap" and contain.landlock_abi() < 1:
+        pytest.skip("no Landlock in this kernel (the caps then walk only the listed folders; docs/security.md)")
+    hideout = Path(f"/var/dgm-hideout-{os.getpid()}")
+    hideout.mkdir(mode=0o777)
+    os.chmod(hideout, 0o1777)
+    body = f'''
+def loss_minimax(g, d, x_real, *, device):
+    with open({str(hideout / "stash")!r}, "wb") as f:
+        f.write(b"x" * (4 << 20))
+    raise RuntimeError("WROTE OUTSIDE")
+'''
+    if bwrap == "no-bwrap":
+        monkeypatch.setenv("DGM_NO_BWRAP", "1")
+    reset_isolation()
+    try:
+        r = grade(gan_assignment, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", body)))
+        assert list(hideout.iterdir()) == []
+    finally:
+        monkeypatch.undo()
+        reset_isolation()
+        contain.remove_tree(str(hideout))
+    minimax = [t.output for t in r.tests if t.tags == ["loss_minimax"]]
+    assert minimax and not any("WROTE OUTSIDE" in out for out in minimax), minimax[0]
+    assert any(err in minimax[0] for err in ("PermissionError", "FileNotFoundError", "OSError")), minimax[0]
+    if bwrap == "no-bwrap":
+        assert any("Landlock" in layer for layer in r.layers), r.layers
+    assert r.score == HONEST_WITHOUT_MINIMAX
+
+
 def test_scratch_disk_is_capped_for_a_submission(gan_assignment, tmp_path):
     body = '''
 def loss_minimax(g, d, x_real, *, device):

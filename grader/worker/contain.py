@@ -476,6 +476,62 @@ def purge(uid: int, file_roots: list[str]) -> bool:
     return clean and files_gone and not pids_of(uid)
 
 
+# --------------------------------------------------------------------------- landlock
+
+SYS_LANDLOCK = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446), "arm64": (444, 445, 446)}.get(
+    platform.machine())
+LANDLOCK_RULE_PATH_BENEATH = 1
+FS_WRITE_FILE, FS_REMOVE_DIR, FS_REMOVE_FILE = 1 << 1, 1 << 4, 1 << 5
+FS_MAKE = sum(1 << b for b in range(6, 13))          # char, dir, reg, sock, fifo, block, sym
+FS_REFER, FS_TRUNCATE = 1 << 13, 1 << 14             # Landlock ABI 2 and 3
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 where it has none or a seccomp profile refuses it."""
+    if _LIBC is None or SYS_LANDLOCK is None:
+        return 0
+    version = _LIBC.syscall(SYS_LANDLOCK[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    return max(0, version)
+
+
+def confine_writes(roots: list[str], devices: tuple[str, ...] = ("/dev", "/proc")) -> bool:
+    """From now on this process and its children may create, remove or write files only beneath
+    ``roots`` (and write to the existing files of ``devices``: /dev/null, /proc/self/...); True when
+    the kernel enforces it (Landlock). What the submission writes is then all where the caps look.
+    Descriptors already open keep working."""
+    abi = landlock_abi()
+    if abi < 1:
+        return False
+    create, add_rule, restrict = SYS_LANDLOCK
+    handled = FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE
+    handled |= (FS_REFER if abi >= 2 else 0) | (FS_TRUNCATE if abi >= 3 else 0)
+    attr = ctypes.c_uint64(handled)
+    ruleset = _LIBC.syscall(create, ctypes.byref(attr), ctypes.c_size_t(8), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return False
+    try:
+        for path, access in [*((r, handled) for r in roots),
+                             *((d, FS_WRITE_FILE | (FS_TRUNCATE if abi >= 3 else 0)) for d in devices)]:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                rule = _PathBeneath(access, fd)
+                _LIBC.syscall(add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0)
+            finally:
+                os.close(fd)
+        _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        return _LIBC.syscall(restrict, ruleset, 0) == 0
+    finally:
+        os.close(ruleset)
+
+
 # --------------------------------------------------------------------------- the watchdog
 
 

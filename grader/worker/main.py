@@ -311,6 +311,8 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             if req.get("group") is not None:
                 req["group"].join()   # as root, before the uid: all it starts is charged to the group
             _drop_privileges(req.get("uid"))
+            if req.get("uid") is not None and req.get("write_roots"):
+                contain.confine_writes(req["write_roots"])   # so that every file it makes is counted
             _enter(work)
             _set_limits(req)
             _redirect_output(log_fd)
@@ -592,6 +594,7 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     if config.get("cgroup") and config["fork"]:   # caps the kernel enforces (see cgroups)
         req["group"] = cgroups.Group.from_dict(config["cgroup"]).child(name)
         req["group"].limit(int(req["memory_mb"]) << 20, int(req["nproc"]) + 16)
+    req["write_roots"] = [req["scratch"], *roots] if roots else []
     req["watchdog"] = contain.Watchdog(os.getpid(), uid, int(req["memory_mb"]), int(req["disk_mb"]),
                                        list(config.get("tmpfs", [])), [req["scratch"], *roots],
                                        group=req["group"])
