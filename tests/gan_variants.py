@@ -327,6 +327,102 @@ def loss_wasserstein_gp(g, d, x_real, *, device):
     g_loss = d(x_fake).mean()
     return d_loss, g_loss
 ''', True, False, "sign is flipped"),
+    # ------------------------------------------------------------ where the draws come from (issue 18)
+    Variant("torch_normal_z", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    z = torch.normal(0.0, 1.0, size=(B, g.dim_z), device=device)
+    h_real, h_fake = d(x_real), d(g(z))
+    d_loss = F.softplus(-h_real).mean() + F.softplus(h_fake).mean()
+    return d_loss, F.softplus(-h_fake).mean()
+''', True, True),
+    Variant("symmetric_uniform_z", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = 2 * torch.rand(x_real.shape[0], g.dim_z, device=device) - 1     # U[-1, 1], not N(0, I)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = -F.logsigmoid(d_fake).mean()
+    return d_loss, g_loss
+''', False, False, "torch.randn, not torch.rand"),
+    Variant("one_z_for_the_batch", NS, '''
+def loss_nonsaturating(g, d, x_real, *, device):
+    z = torch.randn(1, g.dim_z, device=device).expand(x_real.shape[0], -1)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = -F.logsigmoid(d_fake).mean()
+    return d_loss, g_loss
+''', False, False, "the same z for every example"),
+    Variant("z_is_the_prior_mean", MM, '''
+def loss_minimax(g, d, x_real, *, device):
+    z = torch.zeros(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = F.logsigmoid(-d_fake).mean()
+    return d_loss, g_loss
+''', False, False, "z is all zeros"),
+    Variant("minimax_uniform_z", MM, '''
+def loss_minimax(g, d, x_real, *, device):
+    z = torch.rand(x_real.shape[0], g.dim_z, device=device)
+    d_real, d_fake = d(x_real), d(g(z))
+    d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()
+    g_loss = F.logsigmoid(-d_fake).mean()
+    return d_loss, g_loss
+''', False, False, "torch.randn, not torch.rand"),
+    Variant("conditional_one_z_for_the_batch", CN, '''
+def conditional_loss_nonsaturating(g, d, x_real, y_real, *, device):
+    z = torch.randn(g.dim_z, device=device).repeat(x_real.shape[0], 1)
+    x_fake = g(z, y_real)
+    d_loss = -F.logsigmoid(d(x_real, y_real)).mean() - F.logsigmoid(-d(x_fake, y_real)).mean()
+    g_loss = -F.logsigmoid(d(x_fake, y_real)).mean()
+    return d_loss, g_loss
+''', False, False, "the same z for every example"),
+    Variant("wgan_alpha_from_randn", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.randn(B, 1, 1, 1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "with torch.rand"),
+    Variant("wgan_alpha_one_half", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    x_r = 0.5 * x_fake + 0.5 * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "alpha is fixed at 0.5"),
+    Variant("wgan_one_alpha_for_the_batch", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.randn(B, g.dim_z, device=device))
+    alpha = torch.rand(1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, True, "one alpha for the whole batch"),
+    Variant("wgan_uniform_z", WG, '''
+def loss_wasserstein_gp(g, d, x_real, *, device):
+    B = x_real.shape[0]
+    x_fake = g(torch.rand(B, g.dim_z, device=device))
+    alpha = torch.rand(B, 1, 1, 1, device=device)
+    x_r = alpha * x_fake + (1 - alpha) * x_real
+    (grad,) = torch.autograd.grad(d(x_r).sum(), x_r, create_graph=True)
+    penalty = ((grad.reshape(B, -1).norm(dim=1) - 1) ** 2).mean()
+    d_loss = d(x_fake).mean() - d(x_real).mean() + 10 * penalty
+    g_loss = -d(x_fake).mean()
+    return d_loss, g_loss
+''', False, False, "torch.randn, not torch.rand"),
     # ------------------------------------------------------------ styles and mistakes from real student code
     Variant("forward_calls", NS, '''
 def loss_nonsaturating(g, d, x_real, *, device):
@@ -384,4 +480,24 @@ def apply(reference_source: str, batch: list[Variant]) -> str:
         nxt = src.find("\ndef ", start + 1)
         end = len(src) if nxt == -1 else nxt
         src = src[:start] + "\n" + v.source.strip("\n") + "\n\n" + src[end:]
+    return src
+
+
+# The current course version (gan_split) asks for each loss of a pair in a function of its own. A variant of
+# a pair becomes two such functions returning its d_loss and its g_loss: each is graded as the pair's loss is.
+SPLIT_OF = {NS: ("loss_nonsaturating_d", "loss_nonsaturating_g"),
+            CN: ("conditional_loss_nonsaturating_d", "conditional_loss_nonsaturating_g"),
+            WG: ("loss_wasserstein_gp_d", "loss_wasserstein_gp_g")}
+SPLIT_VARIANTS = [v for v in VARIANTS if v.function in SPLIT_OF]
+
+
+def apply_split(split_source: str, batch: list[Variant]) -> str:
+    """The split reference gan.py with each variant's pair function and two functions taking its losses."""
+    src = split_source
+    for v in batch:
+        args = "g, d, x_real, y_real" if v.function == CN else "g, d, x_real"
+        src += "\n\n" + v.source.strip("\n") + "\n"
+        for i, name in enumerate(SPLIT_OF[v.function]):
+            src += (f"\n\ndef {name}({args}, *, device):\n"
+                    f"    return {v.function}({args}, device=device)[{i}]\n")
     return src

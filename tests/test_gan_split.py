@@ -70,3 +70,30 @@ def test_a_right_but_unstable_loss_loses_only_its_stability_point(split, tmp_pat
     [lost] = [t for t in r.tests if t.tags == ["loss_nonsaturating_d"] and t.max_score and not t.passed]
     assert "stable" in lost.name and lost.max_score == 1
     assert "right at moderate logits" in lost.output and "F.binary_cross_entropy_with_logits" in lost.output
+
+
+def _split_batches() -> list[list]:
+    from catalogue import batches
+    from gan_variants import SPLIT_VARIANTS
+
+    return batches(SPLIT_VARIANTS)
+
+
+@pytest.mark.parametrize("batch", _split_batches(), ids=["+".join(v.name for v in b) for b in _split_batches()])
+def test_the_gan_catalogue_grades_the_same_one_loss_at_a_time(split, tmp_path, batch):
+    """Each gan variant, as two one-loss functions: the d function passes its value test iff the pair's d_loss
+    does, the g function likewise, with the same message; the score is 35 less the points of failed tests."""
+    from gan_variants import SPLIT_OF, apply_split
+
+    r = grade(split, write_gan(tmp_path / "sub", apply_split(SPLIT, batch)))
+    lost = 0.0
+    for v in batch:
+        for n, name in zip("dg", SPLIT_OF[v.function]):
+            right = getattr(v, n)
+            for t in (t for t in r.tests if t.tags == [name] and t.max_score):
+                want = right and not ("stable" in t.name and n in v.unstable)
+                assert t.passed == want, f"{v.name} as {name}: {t.name} passed={t.passed}: {shown(t)}"
+                lost += 0 if want else t.max_score
+                if not t.passed and v.says and ("stable" not in t.name or n in v.unstable):
+                    assert v.says in shown(t), f"{v.name} as {name}: expected {v.says!r} in {shown(t)!r}"
+    assert r.score == 35 - lost

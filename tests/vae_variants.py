@@ -13,7 +13,16 @@ IWAE = {"vae.iwae_props", "vae.iwae_values", "vae.iwae_finite", "vae.iwae_stable
 STABLE = {"vae.wake_finite", "vae.wake_stable", "vae.iwae_finite", "vae.iwae_stable"}
 TRAIN = {"vae.train_structure"}
 
-
+# The usual mistakes in where the draws come from (issue 18). The probe's encoder has log sigma^2 near -3 and
+# means away from 0, its decoder pixel probabilities from about 0.05 to 0.95, so sigma, sigma^2, log sigma^2
+# and 1 differ by 4x or more, a prior draw is not a posterior one, and samples, modes and means of a
+# Bernoulli differ. Each costs its whole part: the value test replays the student's draws into the
+# reference, so it first requires the draws to be right.
+WAKE_DRAW_WRONG = {"vae.wake_finite"}
+IWAE_DRAW_WRONG = {"vae.iwae_finite"}
+VARIANCE = "the variance is used where the standard deviation belongs"
+LOGVAR = "the log-variance is used as the standard deviation"
+RAND = "torch.rand draws U[0, 1)"
 
 
 VARIANTS = [
@@ -166,6 +175,173 @@ def iwae_bound(model, x, k):
     log_w = log_bernoulli(x, model.decode(z)) + log_normal(z, zero, zero) - log_normal(z, mu, logvar)
     return torch.logsumexp(log_w, dim=0) - math.log(k)
 ''', {"vae.iwae_finite"}, "identical"),
+    # ------------------------------------------------------------ where the draws come from
+    V("wake_normal_rsample_half_logvar", "wake_loss", '''
+def wake_loss(model, x):
+    from torch.distributions import Normal
+    mu, logvar = model.encode(x)
+    z = Normal(mu, logvar.mul(0.5).exp()).rsample().detach()
+    return F.binary_cross_entropy_with_logits(model.decode(z), x, reduction="sum") / x.shape[0]
+''', WAKE),
+    V("wake_torch_normal_sqrt_exp", "wake_loss", '''
+def wake_loss(model, x):
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        z = torch.normal(mu, torch.sqrt(torch.exp(logvar)))
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE),
+    V("wake_normal_with_variance", "wake_loss", '''
+def wake_loss(model, x):
+    from torch.distributions import Normal
+    mu, logvar = model.encode(x)
+    z = Normal(mu, logvar.exp()).sample()
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, VARIANCE),   # the real students' mistake: Normal takes sigma, not sigma^2
+    V("wake_variance_for_std", "wake_loss", '''
+def wake_loss(model, x):
+    mu, logvar = model.encode(x)
+    z = (mu + logvar.exp() * torch.randn_like(mu)).detach()
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, VARIANCE),
+    V("wake_logvar_for_std", "wake_loss", '''
+def wake_loss(model, x):
+    mu, logvar = model.encode(x)
+    z = (mu + logvar * torch.randn_like(mu)).detach()
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, LOGVAR),
+    V("wake_log_sigma_for_std", "wake_loss", '''
+def wake_loss(model, x):
+    mu, logvar = model.encode(x)
+    std = logvar.mul(0.5)             # exp() forgotten
+    z = (mu + std * torch.randn_like(std)).detach()
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, "log sigma is used as the standard deviation"),
+    V("wake_noise_not_scaled", "wake_loss", '''
+def wake_loss(model, x):
+    mu, _ = model.encode(x)
+    z = (mu + torch.randn_like(mu)).detach()
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, "the noise is not scaled"),
+    V("wake_z_from_prior", "wake_loss", '''
+def wake_loss(model, x):
+    z = torch.randn(x.shape[0], model.latent_dim)
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, "drawn from the prior N(0, I), not from q(z|x)"),
+    V("wake_uniform_noise", "wake_loss", '''
+def wake_loss(model, x):
+    mu, logvar = model.encode(x)
+    z = (mu + (0.5 * logvar).exp() * torch.rand_like(mu)).detach()
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, RAND),
+    V("wake_one_noise_for_the_batch", "wake_loss", '''
+def wake_loss(model, x):
+    mu, logvar = model.encode(x)
+    eps = torch.randn(1, model.latent_dim)
+    z = (mu + (0.5 * logvar).exp() * eps).detach()
+    return -log_bernoulli(x, model.decode(z)).mean()
+''', WAKE_DRAW_WRONG, "the same noise for every example"),
+    V("sleep_normal_log_prob_rand_below_p", "sleep_loss", '''
+def sleep_loss(model, num_samples):
+    from torch.distributions import Normal
+    z = torch.randn(num_samples, model.latent_dim)
+    with torch.no_grad():
+        p = torch.sigmoid(model.decode(z))
+        x = (torch.rand_like(p) < p).float()
+    mu, logvar = model.encode(x)
+    return -Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1).mean()
+''', SLEEP),
+    V("sleep_uniform_z", "sleep_loss", '''
+def sleep_loss(model, num_samples):
+    z = torch.rand(num_samples, model.latent_dim)
+    with torch.no_grad():
+        x = torch.bernoulli(torch.sigmoid(model.decode(z)))
+    mu, logvar = model.encode(x)
+    return -log_normal(z, mu, logvar).mean()
+''', set(), RAND),
+    V("sleep_z_is_the_prior_mean", "sleep_loss", '''
+def sleep_loss(model, num_samples):
+    z = torch.zeros(num_samples, model.latent_dim)
+    with torch.no_grad():
+        x = torch.bernoulli(torch.sigmoid(model.decode(z)))
+    mu, logvar = model.encode(x)
+    return -log_normal(z, mu, logvar).mean()
+''', set(), "the prior's mean 0, not a draw"),
+    V("sleep_one_z_for_all_dreams", "sleep_loss", '''
+def sleep_loss(model, num_samples):
+    z = torch.randn(1, model.latent_dim).expand(num_samples, -1)
+    with torch.no_grad():
+        x = torch.bernoulli(torch.sigmoid(model.decode(z)))
+    mu, logvar = model.encode(x)
+    return -log_normal(z, mu, logvar).mean()
+''', set(), "the same z for every dream"),
+    V("sleep_most_likely_pixels", "sleep_loss", '''
+def sleep_loss(model, num_samples):
+    z = torch.randn(num_samples, model.latent_dim)
+    with torch.no_grad():
+        x = (torch.sigmoid(model.decode(z)) > 0.5).float()
+    mu, logvar = model.encode(x)
+    return -log_normal(z, mu, logvar).mean()
+''', set(), "the most likely pixels"),
+    V("sleep_bernoulli_of_one_minus_p", "sleep_loss", '''
+def sleep_loss(model, num_samples):
+    z = torch.randn(num_samples, model.latent_dim)
+    with torch.no_grad():
+        p = torch.sigmoid(model.decode(z))
+        x = (torch.rand_like(p) > p).float()
+    mu, logvar = model.encode(x)
+    return -log_normal(z, mu, logvar).mean()
+''', set(), "not Bernoulli(sigmoid(decode(z))) samples"),
+    V("iwae_example_major", "iwae_bound", '''
+def iwae_bound(model, x, k):
+    mu, logvar = model.encode(x)                                     # (B, J)
+    std = torch.exp(0.5 * logvar)
+    z = mu.unsqueeze(1) + std.unsqueeze(1) * torch.randn(x.shape[0], k, mu.shape[1])   # (B, k, J)
+    zero = torch.zeros_like(z)
+    log_w = (log_bernoulli(x.unsqueeze(1), model.decode(z)) + log_normal(z, zero, zero)
+             - log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1)))                   # (B, k)
+    return torch.logsumexp(log_w, dim=1) - math.log(k)
+''', IWAE),
+    V("iwae_normal_with_variance", "iwae_bound", '''
+def iwae_bound(model, x, k):
+    from torch.distributions import Normal
+    mu, logvar = model.encode(x)
+    z = Normal(mu, logvar.exp()).rsample((k,))
+    zero = torch.zeros_like(z)
+    log_w = log_bernoulli(x, model.decode(z)) + log_normal(z, zero, zero) - log_normal(z, mu, logvar)
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
+''', IWAE_DRAW_WRONG, VARIANCE),
+    V("iwae_logvar_for_std", "iwae_bound", '''
+def iwae_bound(model, x, k):
+    mu, logvar = model.encode(x)
+    z = mu + logvar * torch.randn(k, *mu.shape)
+    zero = torch.zeros_like(z)
+    log_w = log_bernoulli(x, model.decode(z)) + log_normal(z, zero, zero) - log_normal(z, mu, logvar)
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
+''', IWAE_DRAW_WRONG, LOGVAR),
+    V("iwae_uniform_noise", "iwae_bound", '''
+def iwae_bound(model, x, k):
+    mu, logvar = model.encode(x)
+    z = mu + (0.5 * logvar).exp() * torch.rand(k, *mu.shape)
+    zero = torch.zeros_like(z)
+    log_w = log_bernoulli(x, model.decode(z)) + log_normal(z, zero, zero) - log_normal(z, mu, logvar)
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
+''', IWAE_DRAW_WRONG, RAND),
+    V("iwae_one_noise_for_the_batch", "iwae_bound", '''
+def iwae_bound(model, x, k):
+    mu, logvar = model.encode(x)
+    z = mu + (0.5 * logvar).exp() * torch.randn(k, 1, mu.shape[1])
+    zero = torch.zeros_like(z)
+    log_w = log_bernoulli(x, model.decode(z)) + log_normal(z, zero, zero) - log_normal(z, mu, logvar)
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
+''', IWAE_DRAW_WRONG, "the same noise for every example"),
+    V("iwae_the_mean_k_times", "iwae_bound", '''
+def iwae_bound(model, x, k):
+    mu, logvar = model.encode(x)
+    z = mu.expand(k, *mu.shape)
+    zero = torch.zeros_like(z)
+    log_w = log_bernoulli(x, model.decode(z)) + log_normal(z, zero, zero) - log_normal(z, mu, logvar)
+    return torch.logsumexp(log_w, dim=0) - math.log(k)
+''', IWAE_DRAW_WRONG, "z is the mean itself"),
     # ------------------------------------------------------------ train_wake_sleep
     V("train_sgd_zero_grad_after", "train_wake_sleep", '''
 def train_wake_sleep(model, loader, epochs, lr_wake=LR_WAKE, lr_sleep=LR_SLEEP, eval_fn=None):

@@ -65,6 +65,11 @@ def z_problem(z: np.ndarray) -> str | None:
                 "i.e. torch.randn(batch_size, g.dim_z)")
     if not np.all(np.isfinite(z)):
         return "the generator received z with NaN or infinite values"
+    if np.max(np.abs(z)) < 1e-12:
+        return "z is all zeros, the mean of N(0, I), not a draw: z = torch.randn(batch_size, g.dim_z)"
+    if np.max(np.abs(z - z[:1])) < 1e-7:
+        return ("the same z for every example of the batch (one draw broadcast or repeated): draw one per "
+                "example, z = torch.randn(batch_size, g.dim_z)")
     mean, std, tail = float(z.mean()), float(z.std()), float(np.mean(np.abs(z) > 1.0))
     if abs(mean) > 0.15 or not 0.85 < std < 1.15 or not 0.2 < tail < 0.45:
         kind = " (it looks uniform: use torch.randn, not torch.rand)" if z.min() >= 0 or std < 0.6 else ""
@@ -148,6 +153,12 @@ def find_interpolation(ctx: CheckContext) -> Interpolation:
         elif np.all((np.abs(a) < 1e-6) | (np.abs(a - 1) < 1e-6)):
             result.problem = ("the penalty was taken at the real or fake images themselves; "
                               "it must use random points between them")
+        elif np.ptp(a) < 1e-6 and abs(float(a.mean()) - 0.5) < 1e-6:
+            result.problem = ("alpha is fixed at 0.5, the mean of U[0, 1], not drawn: draw one weight per "
+                              "example, alpha = torch.rand(batch_size, 1, 1, 1)")
+        elif np.ptp(a) < 1e-6:
+            result.problem = ("one alpha for the whole batch: draw one weight per example, "
+                              "alpha = torch.rand(batch_size, 1, 1, 1)")
     ctx.cache["interp"] = result
     return result
 

@@ -62,32 +62,173 @@ def standardised(seed: int, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (z - mu) / (0.5 * logvar).exp()
 
 
-def _is_standard_normal(eps: np.ndarray) -> str | None:
-    if eps.size == 0 or not np.all(np.isfinite(eps)):
+# Bounds of the tests on draws: each statistic of n values from N(0, 1) lies within SIGMAS standard errors
+# of its expectation but with probability of about 1e-6 or less, so a correct draw is not failed by chance.
+SIGMAS = 5.0
+
+
+def standard_normal_problem(eps: np.ndarray) -> str | None:
+    """None when ``eps`` (n values) looks like n independent N(0, 1) draws, else how it does not.
+
+    Mean, second moment (Wilson-Hilferty bounds for chi^2_n / n) and the share of negative values, each
+    within SIGMAS standard errors: with n >= 128, U[0, 1) (all positive, second moment 1/3) and any
+    scale off by a factor of 1.5 or more fail.
+    """
+    eps = np.asarray(eps, dtype=np.float64).reshape(-1)
+    n = eps.size
+    if n == 0 or not np.all(np.isfinite(eps)):
         return "no finite draw"
-    if np.max(np.abs(eps)) < 1e-6:
-        return "z is the mean itself: draw z = mu + sigma * eps with eps ~ N(0, I)"
-    m, s = float(eps.mean()), float(eps.std())
-    tol = 4 / math.sqrt(eps.size)
-    if abs(m) > 4 * tol + 0.05 or not 1 - 8 * tol - 0.1 < s < 1 + 8 * tol + 0.1:
-        return f"the noise does not look standard normal (mean {m:.2f}, std {s:.2f})"
+    m, m2, neg = float(eps.mean()), float(np.mean(eps ** 2)), float(np.mean(eps < 0))
+    c = 2 / (9 * n)
+    lo, hi = ((1 - c - SIGMAS * math.sqrt(c)) ** 3, (1 - c + SIGMAS * math.sqrt(c)) ** 3)
+    if abs(m) > SIGMAS / math.sqrt(n) or not lo < m2 < hi or abs(neg - 0.5) > SIGMAS * 0.5 / math.sqrt(n):
+        return f"mean {m:.2f}, standard deviation {math.sqrt(m2):.2f} (expected about 0 and 1)"
     return None
 
 
-def iwae_samples(ctx: CheckContext, k: int) -> tuple[torch.Tensor | None, str | None]:
-    """The student's k samples per example as (k, B, J), or None and why not."""
+RAND = "torch.rand draws U[0, 1); the noise must be standard normal: torch.randn / torch.randn_like"
+
+
+def _looks_uniform(u: np.ndarray) -> bool:
+    """All of ``u`` in [0, 1) and spread over it: noise drawn with torch.rand."""
+    return bool(u.size and np.all((u >= -1e-6) & (u <= 1 + 1e-6)) and standard_normal_problem(
+        (u - 0.5) * math.sqrt(12)) is None)
+
+
+def posterior_draw_problem(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> str | None:
+    """None when ``z`` (..., B, J) looks like independent draws from q(z|x) = N(mu, diag exp(logvar)), else
+    the mistake, named: the mean itself, one noise for the whole batch, U[0, 1) noise, or a scale other than
+    sigma = exp(logvar / 2) (the variance, the log-variance, log sigma, none: the prior's draws).
+
+    The probe's encoder has log sigma^2 near -4 and means away from 0, where these alternatives differ by
+    factors of 2 or more (at log sigma^2 = 0 sigma, sigma^2 and 1 would coincide).
+    """
+    z, mu, logvar = z.double(), mu.double(), logvar.double()
+    eps = ((z - mu) / (0.5 * logvar).exp()).reshape(-1, *mu.shape)   # (S, B, J)
+    if float(eps.abs().max()) < 1e-3:   # float32 rounding only: no noise at all
+        return "z is the mean itself: draw z = mu + sigma * eps with eps ~ N(0, I)"
+    if mu.shape[0] > 1 and float((eps - eps[:, :1]).abs().max()) < 1e-3:
+        return ("the same noise for every example of the batch: draw eps of shape (B, J), "
+                "e.g. torch.randn_like(mu)")
+    if standard_normal_problem(eps.numpy()) is None:
+        return None
+    if _looks_uniform(eps.numpy()):
+        return RAND
+    named = [
+        ("the variance is used where the standard deviation belongs: z = mu + sigma^2 * eps; "
+         "use sigma = exp(logvar / 2) (torch.distributions.Normal takes the standard deviation)",
+         (z - mu) / logvar.exp()),
+        ("the log-variance is used as the standard deviation: z = mu + logvar * eps; "
+         "use sigma = exp(logvar / 2)", (z - mu) / logvar),
+        ("log sigma is used as the standard deviation: z = mu + (logvar / 2) * eps; "
+         "use sigma = exp(logvar / 2)", (z - mu) / (0.5 * logvar)),
+        ("the noise is not scaled: z = mu + eps; use z = mu + sigma * eps, sigma = exp(logvar / 2)", z - mu),
+        ("z is drawn from the prior N(0, I), not from q(z|x) = N(mu, sigma^2): use z = mu + sigma * eps", z),
+    ]
+    fits = [(abs(math.log(float((noise ** 2).mean()) + 1e-300)), message) for message, noise in named
+            if standard_normal_problem(noise.numpy()) is None]
+    if fits:
+        return min(fits)[1]   # the scale that explains the draws best
+    return f"the noise eps = (z - mu) / sigma does not look standard normal: {standard_normal_problem(eps.numpy())}"
+
+
+def prior_draw_problem(z: np.ndarray) -> str | None:
+    """None when ``z`` (n, J) looks like independent draws from N(0, I), else the mistake, named."""
+    if z.size == 0 or not np.all(np.isfinite(z)):
+        return "no finite draw"
+    if np.max(np.abs(z)) < 1e-6:
+        return "z is the prior's mean 0, not a draw: z = torch.randn(num_samples, model.latent_dim)"
+    if z.shape[0] > 1 and np.max(np.abs(z - z[:1])) < 1e-6:
+        return "the same z for every dream: draw z of shape (num_samples, J)"
+    if standard_normal_problem(z) is None:
+        return None
+    if _looks_uniform(z):
+        return RAND
+    return f"z does not look standard normal: {standard_normal_problem(z)}"
+
+
+def dream_problem(x: np.ndarray, logits: torch.Tensor) -> str | None:
+    """None when the dreams ``x`` (n, 784) look like samples of Bernoulli(sigmoid(logits)), else the mistake.
+
+    The log-likelihood of the dreams is compared with its expectation under Bernoulli sampling, in standard
+    errors: the most likely pixels (p > 0.5, torch.round) score far above it, inverted probabilities far below.
+    """
+    if not np.all((x == 0) | (x == 1)):
+        return ("the dreams must be binary samples x ~ Bernoulli(sigmoid(decode(z))) (torch.bernoulli), "
+                "not the probabilities")
+    h = logits.double()
+    log_p, log_1mp = F.logsigmoid(h), F.logsigmoid(-h)
+    p = log_p.exp()
+    xt = torch.from_numpy(x).double()
+    ll = float((xt * log_p + (1 - xt) * log_1mp).sum())
+    expected = float((p * log_p + (1 - p) * log_1mp).sum())
+    sd = math.sqrt(float((p * (1 - p) * h ** 2).sum())) + 1e-12
+    score = (ll - expected) / sd
+    if score > 2 * SIGMAS:
+        return ("the dreams are the most likely pixels (p > 0.5, or torch.round), not samples: draw "
+                "x ~ Bernoulli(sigmoid(decode(z))) with torch.bernoulli")
+    if abs(score) > 2 * SIGMAS:
+        return (f"the dreams are not Bernoulli(sigmoid(decode(z))) samples of the z they were dreamt from "
+                f"(their log-likelihood is {score:.0f} standard errors from its expectation): "
+                "x = torch.bernoulli(torch.sigmoid(model.decode(z)))")
+    return None
+
+
+IDENTICAL = "the k samples per example are identical: draw fresh noise for each of the k samples"
+
+
+def _iwae_arrangements(ctx: CheckContext, k: int) -> tuple[list[torch.Tensor], str | None]:
+    """The student's k * B codes arranged as (k, B, J) sample-major and example-major, or why not."""
     rows = [a.reshape(-1, LATENT) for a in calls(ctx.outputs, f"k{k}_decode_in") if a.shape[-1] == LATENT]
     if not rows:
-        return None, "the decoder was never called: decode z ~ q(z|x) to get log p(x|z)"
+        return [], "the decoder was never called: decode z ~ q(z|x) to get log p(x|z)"
     z = torch.from_numpy(np.concatenate(rows)).float()
     if z.shape[0] != k * BATCH:
-        return None, (f"the decoder saw {z.shape[0]} latent codes for k={k} and a batch of {BATCH}; "
-                      f"expected k * B = {k * BATCH}")
-    x = make_images(ctx.args["seed"])
-    candidates = [z.reshape(k, BATCH, LATENT), z.reshape(BATCH, k, LATENT).transpose(0, 1)]
-    scores = [float((standardised(ctx.args["seed"], x, c) ** 2).mean()) for c in candidates]
-    best = candidates[int(np.argmin([abs(math.log(max(s, 1e-12))) for s in scores]))]
-    return best, None
+        return [], (f"the decoder saw {z.shape[0]} latent codes for k={k} and a batch of {BATCH}; "
+                    f"expected k * B = {k * BATCH}")
+    return [z.reshape(k, BATCH, LATENT), z.reshape(BATCH, k, LATENT).transpose(0, 1)], None
+
+
+def _iwae_draws(ctx: CheckContext, k: int) -> tuple[torch.Tensor | None, str | None]:
+    """The student's samples as (k, B, J) in the arrangement that explains them best, and what is wrong with
+    where they come from (None when they are k independent draws from q(z|x) per example)."""
+    key = f"iwae_draws{k}"
+    if key in ctx.cache:
+        return ctx.cache[key]
+    arrangements, why = _iwae_arrangements(ctx, k)
+    if why:
+        ctx.cache[key] = None, why
+        return ctx.cache[key]
+    mu, logvar = posterior(ctx.args["seed"], make_images(ctx.args["seed"]))
+    found = []
+    for z in arrangements:
+        if k > 1 and float((z - z[0:1]).abs().max()) < 1e-7 and float((z - mu).abs().max()) > 1e-4:
+            found.append((z, IDENTICAL))
+        else:
+            found.append((z, posterior_draw_problem(z, mu, logvar)))
+    generic = "the noise eps = (z - mu) / sigma"
+    best = next((f for f in found if f[1] is None), None) or next(
+        (f for f in found if not f[1].startswith(generic)), found[0])
+    ctx.cache[key] = best
+    return best
+
+
+def iwae_samples(ctx: CheckContext, k: int) -> tuple[torch.Tensor | None, str | None]:
+    """The student's k samples per example as (k, B, J), or None and why they cannot be read."""
+    z, why = _iwae_draws(ctx, k)
+    return (z, None) if z is not None else (None, why)
+
+
+def iwae_draw_problem(ctx: CheckContext) -> str | None:
+    """None when, for k = 1 and 5, the samples are k independent draws from q(z|x) per example; else the
+    mistake, named (identical samples, the mean itself, the variance for the standard deviation, ...)."""
+    for k in KS:
+        z, why = _iwae_draws(ctx, k)
+        if why == IDENTICAL or z is None:
+            return why
+        if why:
+            return f"the samples should be drawn from q(z|x): {why}"
+    return None
 
 
 # ------------------------------------------------------------------ checks
@@ -139,8 +280,8 @@ def wake_props(ctx: CheckContext) -> CheckResult:
     if not zs:
         problems.append(f"the decoder never received z of shape ({BATCH}, {LATENT}) for a batch of {BATCH}")
     else:
-        x = make_images(ctx.args["seed"])
-        why = _is_standard_normal(standardised(ctx.args["seed"], x, torch.from_numpy(zs[0]).float()).numpy())
+        mu, logvar = posterior(ctx.args["seed"], make_images(ctx.args["seed"]))
+        why = posterior_draw_problem(torch.from_numpy(zs[0]), mu, logvar)
         if why:
             problems.append(f"z should be drawn from q(z|x): {why}")
     return CheckResult(not problems, "\n".join(problems))
@@ -164,21 +305,15 @@ def sleep_props(ctx: CheckContext) -> CheckResult:
     xs = [x for x in calls(a, "encode_in") if x.shape == (n, 784)]
     if not zs:
         problems.append(f"the decoder never received z of shape ({n}, {LATENT}) for num_samples={n}")
-    elif (why := _is_standard_normal(zs[0])) is not None:
+    elif (why := prior_draw_problem(zs[0])) is not None:
         problems.append(f"z should be drawn from the prior N(0, I): {why}")
     if not xs:
         problems.append(f"the encoder never received dreamed images of shape ({n}, 784)")
     elif zs:
-        x = xs[0]
-        if not np.all((x == 0) | (x == 1)):
-            problems.append("the dreams must be binary samples x ~ Bernoulli(sigmoid(decode(z))) "
-                            "(torch.bernoulli), not the probabilities")
-        else:
-            with torch.no_grad():
-                p = torch.sigmoid(make_model(ctx.args["seed"]).decode(torch.from_numpy(zs[0]).float()))
-            if abs(float(x.mean()) - float(p.mean())) > 0.03:
-                problems.append(f"the dreams are not Bernoulli(sigmoid(decode(z))) samples: mean pixel "
-                                f"{x.mean():.3f}, expected about {float(p.mean()):.3f}")
+        with torch.no_grad():
+            logits = make_model(ctx.args["seed"]).decode(torch.from_numpy(zs[0]).float())
+        if (why := dream_problem(xs[0], logits)) is not None:
+            problems.append(why)
     return CheckResult(not problems, "\n".join(problems))
 
 
@@ -212,11 +347,8 @@ def iwae_props(ctx: CheckContext) -> CheckResult:
         diff = float(np.mean(a["exact_value"] - exact))
         hint = " (that is log 5: subtract log k)" if abs(diff - math.log(5)) < 1e-2 else ""
         problems.append(f"on a model where log p(x) is exact, L_5 should equal log p(x); it is off by {diff:.4g}{hint}")
-    z5, why = iwae_samples(ctx, 5)
-    if why:
+    if (why := iwae_draw_problem(ctx)) is not None:
         problems.append(why)
-    elif float((z5 - z5[0:1]).abs().max()) < 1e-7:
-        problems.append("the k samples per example are identical: draw fresh noise for each of the k samples")
     return CheckResult(not problems, "\n".join(problems))
 
 

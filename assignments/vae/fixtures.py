@@ -12,8 +12,14 @@ import torch.nn as nn
 from grader.probing import seeded_init
 
 LATENT = 2
-BATCH = 16
+BATCH = 64       # 128 recovered noise values per draw: enough to tell sigma from sigma^2 or U[0, 1] from N(0, 1)
 KS = (1, 5)
+# Where the usual mistakes in drawing z ~ q(z|x) separate: log sigma^2 near -4 (sigma ~ 0.14, sigma^2 ~ 0.02,
+# log sigma ~ -2, 1: each scale at least twice or half any other, where log sigma^2 near 0 would make sigma,
+# sigma^2 and 1 coincide), and means away from 0 (a draw from the prior is not one from q).
+LOGVAR_SHIFT = -4.0
+MU_SHIFT = (2.0, 1.5)
+DECODER_LOGIT_SPREAD = 3.0   # pixel probabilities from about 0.05 to 0.95: samples, modes and means differ
 
 
 class ProbeVAE(nn.Module):
@@ -60,7 +66,13 @@ def make_model(seed: int, exact: bool = False, logit_scale: float = 1.0) -> Prob
     """The probe VAE for ``seed`` (the same weights in the worker and in the grader); ``logit_scale``
     multiplies the decoder's logits (the numerical stability policy: losses must stay finite)."""
     model = ProbeVAE(exact=exact)
-    seeded_init(torch.Generator().manual_seed(seed), model)
+    gen = torch.Generator().manual_seed(seed)
+    seeded_init(gen, model)
+    with torch.no_grad():
+        model.enc_logvar.bias.add_(LOGVAR_SHIFT)                   # log sigma^2 about -4, not about 0
+        model.enc_mu.bias.add_(torch.tensor(MU_SHIFT))             # q(z|x) away from the prior
+        model.dec[2].weight.mul_(DECODER_LOGIT_SPREAD)
+        model.dec[2].bias.uniform_(-DECODER_LOGIT_SPREAD, DECODER_LOGIT_SPREAD, generator=gen)
     model.logit_scale = logit_scale
     return model
 
