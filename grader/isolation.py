@@ -328,6 +328,22 @@ class UidLease:
             os.close(self._fd)   # closing drops the lock
             self._fd = -1
 
+    def retire(self, why: str) -> None:
+        """Never lease this uid again (on this machine, by any grader): something it left could not
+        be removed, and the next submission given it would find it. Course staff may delete the
+        ``<uid>.retired`` file in the lock folder once they have cleaned up."""
+        try:
+            report = f"{time.strftime('%Y-%m-%d %H:%M:%S')} uid {self.uid} retired: {why}\n"
+            fd = os.open(os.path.join(_lock_dir(), f"{self.uid}.retired"),
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            try:
+                os.write(fd, report.encode())
+            finally:
+                os.close(fd)
+            print(f"grader: {report.strip()} (see docs/security.md)", file=sys.stderr)
+        finally:
+            self.release()
+
 
 _LEASE_LOCK = threading.Lock()
 
@@ -342,6 +358,7 @@ def lease_uid(wait_s: float = 120.0) -> UidLease:
     deadline = time.monotonic() + wait_s
     while True:
         start = random.randrange(len(uids))
+        retired = 0
         for i in range(len(uids)):
             uid = uids[(start + i) % len(uids)]
             try:
@@ -350,6 +367,9 @@ def lease_uid(wait_s: float = 120.0) -> UidLease:
             except KeyError:
                 pass
             path = os.path.join(lock_dir, f"{uid}.lock")
+            if os.path.lexists(os.path.join(lock_dir, f"{uid}.retired")):
+                retired += 1
+                continue            # something of an earlier submission survived under it
             with _LEASE_LOCK:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
                 try:
@@ -360,8 +380,12 @@ def lease_uid(wait_s: float = 120.0) -> UidLease:
             if pids_of(uid):
                 kill_uid(uid)
             return UidLease(uid, fd)
+        if retired == len(uids):
+            raise IsolationError(f"all {len(uids)} reserved uids ({uids.start}-{uids.stop - 1}) are retired: "
+                                 f"something each ran could not be removed (see the .retired files in {lock_dir})")
         if time.monotonic() > deadline:
-            raise IsolationError(f"all {len(uids)} reserved uids ({uids.start}-{uids.stop - 1}) are in use")
+            raise IsolationError(f"all {len(uids)} reserved uids ({uids.start}-{uids.stop - 1}) are in use"
+                                 + (f" or retired ({retired})" if retired else ""))
         time.sleep(0.1)
 
 

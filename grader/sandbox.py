@@ -604,7 +604,7 @@ class WorkerServer:
 
         Returns the probe ids left without an outcome and how the request ended:
         None (the server may serve another), "done" (finished, server not reusable),
-        "timeout" or "crashed".
+        "timeout", "crashed", or "unclean uid" (nothing ran: the uid could not be emptied first).
         """
         self.requests += 1
         name = secrets.token_hex(8)   # not guessable by another server's probes
@@ -644,6 +644,8 @@ class WorkerServer:
             header, payload = item
             if isinstance(header, dict) and header.get("done") is True:
                 self.clean = header.get("clean") is True
+                if header.get("unclean_uid") is not None:
+                    return pending, "unclean uid"
                 return pending, None if not pending and fork_mode() else "done"
             out = _outcome(header, payload)
             if out is not None and out.probe in pending:
@@ -808,6 +810,14 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
                 raise GraderStopping("the grader is stopping")
             reusable = ended is None and server.clean and plan.reuse_servers
             _release(server, _pool_key(repo_root, limits, code), reusable)
+            if lease is not None and (ended == "unclean uid" or (ended is None and not server.clean)):
+                # what the uid left cannot be removed: it is never leased again (docs/security.md)
+                lease.retire("the worker server could not empty it")
+                lease = isolation.lease_uid() if remaining and ended == "unclean uid" else None
+                if lease is not None and plan.barrier == "uid":
+                    isolation.protect([repo_root, *hidden], lease.uid)
+                if ended == "unclean uid":
+                    continue
             if not reusable and lease is not None and not plan.bwrap:
                 isolation.kill_uid(lease.uid)   # the server may have died before it cleaned up
             if pending:  # the first one was running when the server died or ran out of time

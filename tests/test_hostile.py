@@ -1094,6 +1094,56 @@ def loss_minimax(g, d, x_real, *, device):
     assert r.score == HONEST_WITHOUT_MINIMAX
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="mounts and uids need a root grader on Linux")
+def test_a_uid_that_cannot_be_emptied_is_retired_and_the_submission_graded_under_another(gan_assignment, tmp_path,
+                                                                                        monkeypatch):
+    """Something of an earlier submission survives under a uid (here a busy mount point it owns in /tmp,
+    which no purge can remove): no student code runs beside it. The worker refuses the uid, the grader
+    retires it for good (a .retired file) and grades the submission under another uid."""
+    import fcntl
+    import subprocess
+    import threading
+
+    from conftest import reset_isolation
+    from grader import isolation
+
+    first = 60990
+    monkeypatch.setenv("DGM_NO_BWRAP", "1")
+    monkeypatch.setenv("DGM_UID_RANGE", f"{first}-{first + 1}")
+    reset_isolation()
+    lock_dir = isolation._lock_dir()
+    retired = Path(lock_dir) / f"{first}.retired"
+    held = os.open(os.path.join(lock_dir, f"{first + 1}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)             # the other uid is busy at first: the grader takes `first`
+    threading.Timer(3.0, os.close, (held,)).start()
+    leftover = Path(f"/tmp/dgm-leftover-{os.getpid()}")
+    leftover.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=1m,uid={first},gid={first}", "none",
+                              str(leftover)], capture_output=True).returncode == 0
+    try:
+        if not mounted:
+            pytest.skip("cannot mount a tmpfs here")
+        head = "def loss_minimax(g, d, x_real, *, device):\n"
+        src = REFERENCE_GAN.replace(head, head + f"    import os\n    assert os.getuid() != {first}, 'ran beside it'\n", 1)
+        r = grade(gan_assignment, write_gan(tmp_path / "s", src))
+        assert retired.exists() and f"uid {first} retired" in retired.read_text()
+        assert not (Path(lock_dir) / f"{first + 1}.retired").exists()
+        assert r.score == 45, [t.output for t in r.tests if not t.passed]
+        lease = isolation.lease_uid(wait_s=0.5)
+        try:
+            assert lease.uid == first + 1               # never the retired one again
+            with pytest.raises(isolation.IsolationError, match="in use or retired"):
+                isolation.lease_uid(wait_s=0.5)
+        finally:
+            lease.release()
+    finally:
+        subprocess.run(["umount", str(leftover)], capture_output=True)
+        leftover.rmdir()
+        retired.unlink(missing_ok=True)
+        monkeypatch.undo()
+        reset_isolation()
+
+
 def test_scratch_disk_is_capped_for_a_submission(gan_assignment, tmp_path):
     body = '''
 def loss_minimax(g, d, x_real, *, device):

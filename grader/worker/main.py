@@ -565,7 +565,8 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     With a uid for the submission, everything it owns is destroyed before its
     first probe (what a crashed earlier grader left) and after its last; the
     ``done`` frame says whether that left the server clean, so the grader can
-    retire a server it cannot trust.
+    retire a server it cannot trust. When the uid cannot be emptied before the
+    first probe, no probe runs: the frame names the uid, and the grader retires it.
     """
     name = str(req["dir"])
     if not name.isalnum():
@@ -583,7 +584,9 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     if uid is not None:
         if config.get("ipc_namespace"):
             contain.new_ipc_namespace()   # the last submission's IPC objects go with the old one
-        contain.purge(uid, roots)
+        if not contain.purge(uid, roots):   # something of it survives: no student code runs beside it
+            _send(result_fd, {"done": True, "clean": False, "unclean_uid": uid}, b"")
+            return
     req["module_root"] = os.path.join(config["submission_root"], name)
     req["scratch"] = os.path.join(config["scratch_root"], name)
     req["log_dir"] = os.path.join(config["scratch_root"], "." + name + "-logs")
