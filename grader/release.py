@@ -2,7 +2,8 @@
 
 The bundle holds one folder per assignment, as in starter/ (what students
 edit, the statement, its own ``make_submission.sh``), and an installable copy of
-the grader that runs the public checks only. Before anything is written, every file of the bundle is
+the grader that runs the public checks only; installing it writes nothing into
+the bundle (``setup.py`` builds in a temporary folder). Before anything is written, every file of the bundle is
 scanned for secrets: solution code (the lines inside ``BEGIN/END SOLUTION``
 blocks of ``solutions/``), short-answer keys, files copied from ``solutions/``,
 and hidden checks (``assignments/*/hidden.py``, by name and by content).
@@ -265,6 +266,19 @@ def _copy_package(repo_root: Path, dest: Path) -> None:
     shutil.copytree(repo_root / "grader", dest, ignore=ignore)
 
 
+STUDENT_SETUP_PY = '''"""Build in a temporary folder, never inside the bundle: `pip install .` leaves it as it was."""
+import atexit
+import shutil
+import tempfile
+
+from setuptools import setup
+
+build = tempfile.mkdtemp(prefix="dgm-bundle-build-")
+atexit.register(shutil.rmtree, build, True)
+setup(options={"build": {"build_base": build}, "egg_info": {"egg_base": build}})
+'''
+
+
 def student_files(names: list[str], root: Path) -> list[str]:
     """The files of starter/ (relative paths) of the assignments ``names``: their folders, whole."""
     starter = root.parent / "starter"
@@ -322,6 +336,7 @@ def build(out: Path, repo_root: Path = REPO_ROOT, assignments: list[str] | None 
         (stage / "README.md").write_text(student_readme(released))
         (stage / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(
             version=__version__, dependencies=json.dumps(project_dependencies(repo_root))))
+        (stage / "setup.py").write_text(STUDENT_SETUP_PY)
         problems = scan(stage, repo_root)
         if problems:
             raise LeakError("the student bundle would leak; nothing was written:\n  " + "\n  ".join(problems))

@@ -22,7 +22,7 @@ def bundle(tmp_path_factory):
 
 def test_the_bundle_has_what_students_need_and_nothing_hidden(bundle):
     out, files = bundle
-    for rel in ("README.md", "pyproject.toml", "gan/codebase/gan.py", "gan1d/gan_1d.ipynb",
+    for rel in ("README.md", "pyproject.toml", "setup.py", "gan/codebase/gan.py", "gan1d/gan_1d.ipynb",
                 "vae/vae_wake_sleep.ipynb", "gan/make_submission.sh", "gan/gan_answers.yaml",
                 "gan/README.md", "gan1d/README.md", "vae/README.md", "gan_split/README.md",
                 "grader/data/assignments/gan/checks.py", "grader/data/assignments/gan/probes.py",
@@ -32,7 +32,7 @@ def test_the_bundle_has_what_students_need_and_nothing_hidden(bundle):
                 "gan_split/make_submission.sh", "grader/data/assignments/gan_split/assignment.yaml"):
         assert rel in files, rel
     tops = {f.split("/")[0] for f in files}
-    assert tops == {"README.md", "pyproject.toml", "grader", "gan", "gan_split", "gan1d", "vae"}, tops
+    assert tops == {"README.md", "pyproject.toml", "setup.py", "grader", "gan", "gan_split", "gan1d", "vae"}, tops
     for name in ("gan", "gan_split", "gan1d", "vae"):   # each folder as starter/ has it, whole
         assert {f.split("/", 1)[1] for f in files if f.startswith(name + "/")} == {
             p.relative_to(REPO_ROOT / "starter" / name).as_posix()
@@ -126,9 +126,12 @@ def test_grader_check_works_from_an_installed_bundle(bundle, tmp_path):
     lack this environment's setuptools (and its wheel support) on a fresh machine."""
     out, _ = bundle
     site = tmp_path / "site"
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                            "--no-index", "--target", str(site), str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    after = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert after == before, sorted(set(after) - set(before))[:5]   # no build/ or egg-info left in the bundle
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site)}
     work = tmp_path / "work"
     shutil.copytree(out / "gan", work)
