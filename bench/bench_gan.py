@@ -29,7 +29,7 @@ def wall(cmd: list[str], cwd: Path | None = None) -> float:
 
 def train_step_seconds(steps: int = 20) -> float:
     """Seconds per step of the real run_gan.py loop (course networks, batch 64, CPU)."""
-    sys.path.insert(0, str(REPO / "solutions"))
+    sys.path.insert(0, str(REPO / "solutions" / "gan"))
     import torch
 
     from codebase import gan, utils
@@ -57,13 +57,13 @@ def main() -> None:
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         student = Path(tmp) / "hw"        # a student's folder with the work done
-        shutil.copytree(REPO / "starter", student, ignore=shutil.ignore_patterns("__pycache__", "gan_split"))
-        shutil.copyfile(REPO / "solutions" / "codebase" / "gan.py", student / "codebase" / "gan.py")
+        shutil.copytree(REPO / "starter" / "gan", student, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copyfile(REPO / "solutions" / "gan" / "codebase" / "gan.py", student / "codebase" / "gan.py")
         commands = {
             "`python -c 'import torch'` (one cold interpreter)": ([py, "-c", "import torch"], None),
             "`grader grade --assignment gan` one reference submission (CLI, end to end)":
                 ([py, "-m", "grader", "grade", "--force", "--assignment", "gan", "--out", f"{tmp}/out",
-                  str(REPO / "solutions")], None),
+                  str(REPO / "solutions" / "gan")], None),
             "`grader check` in a finished student folder (CLI, end to end)": ([py, "-m", "grader", "check"], student),
         }
         times: dict[str, list[float]] = {label: [] for label in commands}

@@ -10,10 +10,11 @@ import time
 import torch
 
 from grader import reference
+from grader.paths import SOLUTIONS_DIR
 
 
 def main() -> None:
-    nb = reference.load("vae_wake_sleep.ipynb")   # the reference notebook's functions
+    nb = reference.load_path(SOLUTIONS_DIR / "vae" / "vae_wake_sleep.ipynb")   # the reference notebook's functions
     torch.manual_seed(0)
     model = nb.VAE()
     images = torch.rand(10_000, 1, 28, 28)

@@ -74,9 +74,7 @@ def import_part(root: Path, name: str, module: str) -> types.ModuleType | None:
 
 def solution_path(a: Assignment, rel: str, root: Path = ASSIGNMENTS_DIR) -> Path:
     """The file ``rel`` of ``a``'s student folder as it lies in solutions/ (which mirrors starter/)."""
-    starter = Path(a.starter)
-    inner = starter.relative_to("starter") if starter.parts[:1] == ("starter",) else starter
-    return Path(root).parent / "solutions" / inner / rel
+    return Path(root).parent / "solutions" / a.name / rel
 
 
 def reference_path(a: Assignment, root: Path = ASSIGNMENTS_DIR) -> Path:
@@ -215,8 +213,8 @@ def _check_files(a: Assignment, folder: Path, root: Path, where: str, bundle: bo
     if a.answers and not (starter / a.answers).is_file():
         raise ConfigError(f"{where}: answers: {starter / a.answers} does not exist")
     for dest, src in (a.include or {}).items():
-        if not (repo / "starter" / str(src)).is_file():
-            raise ConfigError(f"{where}: include: {dest}: {repo / 'starter' / str(src)} does not exist")
+        if not bundle and (repo / "solutions").is_dir() and not (repo / "solutions" / str(src)).is_file():
+            raise ConfigError(f"{where}: include: {dest}: {repo / 'solutions' / str(src)} does not exist")
     if not bundle and (repo / "solutions").is_dir():
         ref = reference_path(a, root)
         if not ref.is_file():

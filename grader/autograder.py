@@ -184,7 +184,7 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
     }
     if torch_index is not None:
         members["torch_index.txt"] = (torch_index.strip() + "\n").encode()
-    folders = ["grader", "solutions", "starter", *(f"assignments/{n}" for n in (assignment, *a.uses))]
+    folders = ["grader", *(f"{top}/{n}" for n in (assignment, *a.uses) for top in ("assignments", "solutions", "starter"))]
     for folder in folders:
         for path in sorted((repo_root / folder).rglob("*")):
             rel = path.relative_to(repo_root)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import Assignment, ConfigError, available, load_assignment
-from .isolation import private_temp, remove_temp
+from .isolation import Plan, private_temp, remove_temp
 
 if TYPE_CHECKING:
     from .grade import GradeResult
@@ -73,13 +73,29 @@ def _assignment(name: str | None, path: Path | None = None, warm: bool = False) 
 _SAID: list[bool] = []
 
 
-def say_isolation() -> None:
-    """Print the isolation in force, once per command, as grading starts (on stderr)."""
+def say_isolation(student: bool = False) -> None:
+    """Print the isolation in force, once per command, as grading starts (on stderr); for a student's
+    ``grader check``, only when it is weaker than running their own code as themselves."""
     from .isolation import plan
 
-    if not _SAID:
-        _SAID.append(True)
-        print(f"grader: {plan().summary()}", file=sys.stderr)
+    if _SAID:
+        return
+    _SAID.append(True)
+    line = student_isolation(plan()) if student else plan().summary()
+    if line:
+        print(f"grader: {line}", file=sys.stderr)
+
+
+def student_isolation(p: Plan) -> str | None:
+    """A few words for a student, or None: their code runs as themselves in a separate process with
+    a timeout, as they expect, unless it runs as root with nothing in between or without resource caps."""
+    from .isolation import is_root
+
+    if p.barrier == "none" and is_root():
+        return "your code runs as root, unsandboxed"
+    if os.name != "posix":
+        return "no memory or process caps on this system (timeouts only)"
+    return None
 
 
 def _is_output_folder(folder: Path, out: Path | None) -> bool:
@@ -214,7 +230,7 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     from .report import plain, stop_lines, test_output
 
     folder, tmp = _check_folder(path, assignment)
-    say_isolation()
+    say_isolation(student=True)
     try:
         r = grade(assignment, folder, public_only=True, name=submission_name(path))
     finally:
@@ -241,21 +257,28 @@ def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
         print_wrapped(plain(p), "  ! ", "    ")
     passed = sum(t.passed for t in r.tests)
     points = f" ({r.score:g} of the {r.max_score:g} points they carry)" if r.max_score else ""
-    print_wrapped(f"{passed}/{len(r.tests)} public checks passed{points} in {r.execution_time:.1f} s. "
-                  f"{check_total(assignment)}", "", "")
+    print_wrapped(f"{passed}/{len(r.tests)} public checks passed{points} in {r.execution_time:.1f} s.", "", "")
+    print(check_total(assignment))
     return r
 
 
 def check_total(a: Assignment) -> str:
-    """What grading gives beyond the public checks: the automatic total, and the staff items with their points."""
-    auto = sum(t.points for p in a.parts for t in p.tests)
-    text = f"When you submit, {auto:g} points are graded automatically (hidden tests compare your values with the reference)"
-    staff = list(a.manual)
+    """The assignment's points when submitted: "N of M graded automatically, K more by staff"."""
+    staff = sum(m.points for m in a.manual if not m.bonus)
+    bonus = sum(m.points for m in a.manual if m.bonus)
+    text = f"When you submit: {a.auto_points:g} of {a.total:g} points graded automatically"
+    if staff:
+        text += f", {staff:g} more by staff"
+    return text + (f" (and a {bonus:g}-point bonus)." if bonus else ".")
+
+
+def demo_totals(a: Assignment) -> str:
+    """Why the demo's scores are out of fewer points than the statement gives, or "" when they are not."""
+    staff = sum(m.points for m in a.manual if not m.bonus)
     if not staff:
-        return text + "."
-    points = sum(m.points for m in staff if not m.bonus)
-    items = "; ".join(f"{m.name} ({m.points:g}{' bonus' if m.bonus else ''})" for m in staff)
-    return f"{text}; {points:g} more points are graded by course staff: {items}."
+        return ""
+    return (f"Scores are out of the {a.auto_points:g} points graded automatically; the statement's "
+            f"{a.total:g} also count {staff:g} graded by course staff.")
 
 
 def print_wrapped(text: str, first: str, rest: str, width: int = 100) -> None:
@@ -288,6 +311,8 @@ def run_demo(*, out: Path | None = None) -> list[GradeResult]:
         results = run_grade(assignment=a, submissions=subs, out=out / name, jobs=jobs)
         print(f"\n{name} ({a.title})")
         print(report.table(results, details=True))
+        if demo_totals(a):
+            print(demo_totals(a))
         all_results += results
     print(f"\nReports (results.json, feedback.md, grades.csv) are in {out}")
     return all_results
@@ -307,8 +332,9 @@ def run_release(*, out: Path, assignments: list[str] | None = None) -> int:
     except LeakError as err:
         print(f"grader release: {err}", file=sys.stderr)
         return 1
-    print(f"Wrote the student bundle ({len(files)} files) to {out}. Students run: pip install {out}; "
-          f"cd {out}/starter; grader check")
+    folder = next((f.split("/")[0] for f in files if f.endswith("/make_submission.sh")), "<assignment>")
+    print(f"Wrote the student bundle ({len(files)} files) to {out}: a folder per assignment. Students run: "
+          f"pip install {out}; cd {out}/{folder}; grader check")
     return 0
 
 

@@ -68,6 +68,8 @@ class ManualPart:
     points: float = _doc("points a person awards")
     description: str = _doc("what is graded", "")
     bonus: bool = _doc("extra credit: listed, but not part of the total", False)
+    figure: bool = _doc("graded from a figure the notebook draws: make_submission warns when the notebook "
+                        "was saved without its outputs", False)
 
 
 @dataclass(frozen=True)
@@ -88,14 +90,9 @@ class Assignment:
     parts: tuple[Part, ...] = _doc("the graded functions and their tests")
     required_files: tuple[str, ...] = _doc("files a submission must hold (default: the module)", ())
     optional_files: tuple[str, ...] = _doc("globs packed and graded when present (sample grids, ...)", ())
-    starter: str = _doc("folder of the repository holding what students get; the reference "
-                        "solution is the same path under solutions/", "starter")
-    include: dict | None = _doc("files of the student folder that are the main starter folder's: "
-                                "{path in this folder: path under solutions/ (and so under starter/)}", None)
+    include: dict | None = _doc("files of the student folder written once in another assignment's solution: "
+                                "{path in this folder: path under solutions/}, e.g. a shared network", None)
     uses: tuple[str, ...] = _doc("assignments whose probes, checks and fixtures this one uses", ())
-    student_files: tuple[str, ...] = _doc("globs of the files of a shared starter folder that belong to this "
-                                          "assignment, besides its module and answers file (a release of it "
-                                          "ships those; a folder of its own ships whole)", ())
     answers: str = _doc("the short-answers file (template in the starter folder, key in solutions)", "")
     functions: tuple[str, ...] = _doc("functions a submission must define besides the graded ones", ())
     training: tuple[Training, ...] = _doc("training runs whose outputs belong in a submission", ())
@@ -107,6 +104,11 @@ class Assignment:
     folder: Path | None = field(default=None, compare=False, repr=False, metadata={"yaml": False})
     probes: dict = field(default_factory=dict, compare=False, repr=False, metadata={"yaml": False})
     checks: dict = field(default_factory=dict, compare=False, repr=False, metadata={"yaml": False})
+
+    @property
+    def starter(self) -> str:
+        """The student folder, ``starter/<name>``; its reference is ``solutions/<name>``."""
+        return f"starter/{self.name}"
 
     @property
     def auto_points(self) -> float:
@@ -209,7 +211,6 @@ def parse_assignment(data: Any, where: str) -> Assignment:
                or (top["module"],),
                optional_files=tuple(_list(top.get("optional_files"), f"{where}: optional_files")),
                uses=tuple(_list(top.get("uses"), f"{where}: uses")),
-               student_files=tuple(_list(top.get("student_files"), f"{where}: student_files")),
                functions=tuple(_list(top.get("functions"), f"{where}: functions")))
     if top.get("include") is not None and not isinstance(top["include"], dict):
         raise ConfigError(f"{where}: include: expected a mapping of paths")

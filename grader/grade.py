@@ -204,7 +204,6 @@ def _fill_support(files_dir: Path, assignment: Assignment) -> None:
     repo = Path(assignment.folder).parent.parent
     support = repo / assignment.starter
     sources = {f.relative_to(support).as_posix(): f for f in support.rglob("*.py")} if support.is_dir() else {}
-    sources.update({dest: repo / "starter" / str(src) for dest, src in (assignment.include or {}).items()})
     for rel, src in sources.items():
         dest = files_dir / rel
         if rel not in assignment.required_files and rel.endswith(".py") and src.is_file() and not dest.exists():

@@ -1,14 +1,17 @@
 """``make_submission.sh``: package a student's work for upload, driven by the assignment's assignment.yaml.
 
-    ./make_submission.sh [ASSIGNMENT]     (in the folder holding your files)
+    ./make_submission.sh     (the copy in each assignment's folder packs that assignment only)
 
-It checks what it can before anything is zipped: the module parses; a notebook
-is notebook JSON under 100 MB and defines every graded function; the answers
-file is valid YAML whose answers fit their questions. It then writes
+It checks what it can before anything is zipped: the module (a ``.py`` file or
+a notebook: JSON under 100 MB) parses and defines every graded function, and
+a file holding another assignment's functions is refused with the folder to
+pack it from; the answers file is valid YAML whose answers fit their
+questions. It then writes
 ``<assignment>_submission.zip`` with the module, the short-answers file and the
 outputs the assignment asks for (of numbered files such as sample grids, the
 newest of each folder), and warns about graded functions that still raise
-NotImplementedError and training runs whose outputs are missing. A zip left by
+NotImplementedError, training runs whose outputs are missing, and a notebook
+saved unrun (staff grade figures from it). A zip left by
 an earlier run is removed first; when something is wrong it stops with a
 message and exit status 1, and no zip is there to be uploaded by mistake.
 """
@@ -46,19 +49,62 @@ def guess(folder: Path) -> str:
     return found[0].name
 
 
-def check_python(rel: str) -> None:
+def _top_level_functions(tree: ast.Module) -> set[str]:
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def check_python(rel: str, a: Assignment) -> None:
+    """The module parses and defines every graded function of ``a`` (and is not another assignment's)."""
     if not os.path.isfile(rel):
         raise PackError(f"{rel} is missing; run this script in your assignment folder")
     try:
         with open(rel, encoding="utf-8") as f:
-            ast.parse(f.read(), filename=rel)
+            tree = ast.parse(f.read(), filename=rel)
     except SyntaxError as err:
         raise PackError(f"{rel} does not parse: line {err.lineno}: {err.msg}. Fix it before submitting") from err
     except UnicodeDecodeError as err:
         raise PackError(f"{rel} is not UTF-8 text") from err
+    check_defined(rel, a, _top_level_functions(tree), "at the top level of the file")
 
 
-def check_notebook(rel: str, functions: list[str]) -> None:
+def check_defined(rel: str, a: Assignment, defined: set[str], where: str) -> None:
+    """Refuse a file that lacks one of ``a``'s graded functions, naming the assignment it fits instead
+    when it holds another assignment's functions (the other course version's gan.py, say)."""
+    missing = [f for f in a.graded_functions if f not in defined]
+    if not missing:
+        return
+    mine = 1 - len(missing) / len(a.graded_functions)
+    fits = []
+    for name in available():
+        if name == a.name:
+            continue
+        try:
+            other = load_assignment(name)
+        except ConfigError:
+            continue
+        if Path(other.module).suffix != Path(a.module).suffix or not other.graded_functions:
+            continue
+        share = sum(f in defined for f in other.graded_functions) / len(other.graded_functions)
+        if share > mine:
+            fits.append((share, name))
+    if fits:
+        other = max(fits)[1]
+        raise PackError(f"{rel} holds the functions of {other}, not of {a.name} (it lacks {', '.join(missing)}); "
+                        f"{other}'s work goes in its own folder and is packed by {pointer(other)}")
+    raise PackError(f"{rel} does not define {', '.join(missing)} {where}")
+
+
+def pointer(name: str) -> str:
+    """Where the make_submission.sh of assignment ``name`` is, seen from this folder."""
+    sibling = Path("..") / name / "make_submission.sh"
+    if sibling.is_file():
+        return sibling.as_posix()
+    return f"the make_submission.sh of your {name} folder"
+
+
+def check_notebook(rel: str, a: Assignment) -> list[str]:
+    """The notebook is valid, under the size limit, and defines every graded function; returns warnings
+    (a notebook saved unrun lacks the figures staff grade)."""
     if not os.path.isfile(rel):
         raise PackError(f"{rel} is missing; run this script in your assignment folder")
     size_mb = os.path.getsize(rel) / 2**20
@@ -68,24 +114,39 @@ def check_notebook(rel: str, functions: list[str]) -> None:
     try:
         with open(rel, encoding="utf-8") as f:
             cells = json.load(f)["cells"]
+        if not isinstance(cells, list):
+            raise TypeError("'cells' is not a list")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise PackError(f"{rel} is not a valid notebook ({err}); save it from Jupyter or Colab again") from err
-    defined = set()
+    defined: set[str] = set()
+    code, never_run, with_outputs = 0, [], 0
     for i, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         src = cell.get("source", "")
         src = "".join(src) if isinstance(src, list) else str(src)
+        if src.strip():
+            code += 1
+            with_outputs += bool(cell.get("outputs"))
+            if cell.get("execution_count") is None and not cell.get("outputs"):
+                never_run.append(i)
         src = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in src.splitlines())
         try:
             tree = ast.parse(src)
         except SyntaxError as err:
             _warn(f"cell {i} of {rel} does not parse (line {err.lineno}: {err.msg})")
             continue
-        defined |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    missing = [f for f in functions if f not in defined]
-    if missing:
-        raise PackError(f"{rel} does not define {', '.join(missing)} at the top level of a code cell")
+        defined |= _top_level_functions(tree)
+    check_defined(rel, a, defined, "at the top level of a code cell")
+    figures = [m.name for m in a.manual if m.figure]
+    if not figures or not code or (with_outputs and not never_run):
+        return []
+    state = ("was saved without any outputs" if not with_outputs else
+             f"has {len(never_run)} of its {code} code cells never run "
+             f"(cell{'s' if len(never_run) > 1 else ''} {', '.join(map(str, never_run[:8]))}"
+             f"{', ...' if len(never_run) > 8 else ''})")
+    return [f"{rel} {state}, so it lacks the figures course staff grade ({'; '.join(figures)}). Run every "
+            "cell (Kernel > Restart & Run All, or Runtime > Run all in Colab), save, and run this script again"]
 
 
 def _outputs(patterns: tuple[str, ...]) -> list[str]:
@@ -159,9 +220,9 @@ def collect(a: Assignment) -> tuple[list[str], list[str]]:
     if module != a.module:
         warnings.append(f"{a.module} is not here; packing {module}, the only {Path(a.module).suffix} file")
     if a.notebook:
-        check_notebook(module, a.graded_functions)
+        warnings += check_notebook(module, a)
     else:
-        check_python(module)
+        check_python(module, a)
     files.append(module)
     for rel in a.required_files:
         if rel != a.module:
@@ -185,14 +246,26 @@ def collect(a: Assignment) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """``make_submission.sh [ASSIGNMENT]``; a folder's own copy passes ``--folder-of NAME`` first."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    mine = None
+    if args[:1] == ["--folder-of"] and len(args) >= 2:
+        mine, args = args[1], args[2:]
     if args[:1] in (["-h"], ["--help"]):
-        print(f"usage: ./make_submission.sh [{'|'.join(available())}]   (default: the assignment in this folder)")
+        if mine:
+            print(f"usage: ./make_submission.sh   packs this folder's assignment, {mine}, into {mine}_submission.zip")
+        else:
+            print(f"usage: ./make_submission.sh [{'|'.join(available())}]   (default: the assignment in this folder)")
         return 0
     try:
         if len(args) > 1 or any(a.startswith("-") for a in args):
-            raise PackError(f"unexpected argument(s): {' '.join(args)}; usage: ./make_submission.sh [ASSIGNMENT]")
-        name = args[0] if args else guess(Path("."))
+            raise PackError(f"unexpected argument(s): {' '.join(args)}; usage: ./make_submission.sh")
+        name = args[0] if args else mine or guess(Path("."))
+        if mine and name != mine:
+            if name in available():
+                raise PackError(f"this folder is {mine}'s; {name} has a folder of its own: run {pointer(name)}")
+            raise PackError(f"unknown assignment {name!r}; this folder is {mine}'s: run ./make_submission.sh "
+                            "with no argument")
         try:
             a = load_assignment(name)
         except ConfigError as err:

@@ -1,7 +1,7 @@
 """Where things live: the repository (instructor side) or an installed student bundle.
 
 In the repository the assignments, solutions and starter are folders next to
-the package. A student bundle (``grader release``) carries its assignments and
+the package, each with one folder per assignment (``starter/<name>/``). A student bundle (``grader release``) carries its assignments and
 a pristine starter inside the package, under ``grader/data/``, so that it works
 from a plain ``pip install`` as well as an editable one; it has no solutions.
 """

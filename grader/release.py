@@ -1,8 +1,9 @@
 """Build the student bundle (``grader release``) and refuse to write one that leaks.
 
-The bundle holds the starter (what students edit), the assignment statements,
-``make_submission.sh``, and an installable copy of the grader that runs the
-public checks only. Before anything is written, every file of the bundle is
+The bundle holds one folder per assignment, as in starter/ (what students
+edit, the statement, its own ``make_submission.sh``), and an installable copy of
+the grader that runs the public checks only; installing it writes nothing into
+the bundle (``setup.py`` builds in a temporary folder). Before anything is written, every file of the bundle is
 scanned for secrets: solution code (the lines inside ``BEGIN/END SOLUTION``
 blocks of ``solutions/``), short-answer keys, files copied from ``solutions/``,
 and hidden checks (``assignments/*/hidden.py``, by name and by content).
@@ -175,7 +176,7 @@ def scan(bundle: Path, repo_root: Path = REPO_ROOT) -> list[str]:
 
 STUDENT_README = """# {title}
 
-Your homework bundle: the starter code, the statements, and a grader that runs the
+Your homework bundle: one folder per assignment, and a grader that runs the
 public checks on your machine in seconds. Hidden tests compare your values with
 the reference solution when you submit.
 
@@ -193,7 +194,9 @@ With an NVIDIA GPU, `pip install .` alone installs the CUDA build. The notebooks
 need a Jupyter kernel: `pip install notebook ipykernel` (or upload them to Colab,
 which has one).
 
-The statements are in `statements/`; your files are in `starter/`.
+Each assignment's folder holds everything for it: the files you edit, its
+statement (`README.md`) and its own `make_submission.sh`, which packs that
+assignment only. The commands below start from this folder.
 {sections}
 Upload the zip. Written answers (derivations, plots, discussion) are graded by
 course staff; one-line answers go in the `*_answers.yaml` files.
@@ -203,9 +206,9 @@ SECTION = """
 ## {title}
 
 ```
-cd {folder}
-grader check --assignment {name}{module_arg}      # the public checks, in seconds
-{training}./make_submission.sh {name}                        # writes {name}_submission.zip
+cd {name}
+grader check                                   # the public checks, in seconds
+{training}./make_submission.sh                           # writes {name}_submission.zip
 ```
 """
 
@@ -214,10 +217,8 @@ def student_readme(assignments: list) -> str:
     """The bundle's README: set-up, then for every assignment its folder and its commands."""
     sections = []
     for a in assignments:
-        folder = a.starter
         training = "".join(f"{run.command}\n" for run in a.training)
-        sections.append(SECTION.format(title=a.title, folder=folder, name=a.name, training=training,
-                                       module_arg=f" {a.module}" if a.notebook else ""))
+        sections.append(SECTION.format(title=a.title, name=a.name, training=training))
     return STUDENT_README.format(title="Deep generative models: homework", sections="".join(sections))
 
 
@@ -265,33 +266,27 @@ def _copy_package(repo_root: Path, dest: Path) -> None:
     shutil.copytree(repo_root / "grader", dest, ignore=ignore)
 
 
-def student_files(released: list, root: Path) -> list[str]:
-    """The files of starter/ (relative paths) that the released assignments' students get.
+STUDENT_SETUP_PY = '''"""Build in a temporary folder, never inside the bundle: `pip install .` leaves it as it was."""
+import atexit
+import shutil
+import tempfile
 
-    An assignment with a folder of its own gets all of it; in a folder shared with
-    other assignments, its module, answers file, required files, ``student_files``
-    and make_submission.sh.
-    """
+from setuptools import setup
+
+build = tempfile.mkdtemp(prefix="dgm-bundle-build-")
+atexit.register(shutil.rmtree, build, True)
+setup(options={"build": {"build_base": build}, "egg_info": {"egg_base": build}})
+'''
+
+
+def student_files(names: list[str], root: Path) -> list[str]:
+    """The files of starter/ (relative paths) of the assignments ``names``: their folders, whole."""
     starter = root.parent / "starter"
-    folders: dict[str, list[str]] = {}
-    for name in available(root):
-        folders.setdefault(load_assignment(name, root).starter, []).append(name)
-    nested = {Path(f) for f in folders if f != "starter"}
-    out: set[str] = set()
-    for a in released:
-        base = root.parent / a.starter
-        if len(folders[a.starter]) == 1:
-            files = [p for p in base.rglob("*") if p.is_file()]
-        else:
-            patterns = [a.module, *a.required_files, *([a.answers] if a.answers else []), *a.student_files,
-                        "make_submission.sh"]
-            files = [p for pattern in patterns for p in base.glob(pattern) if p.is_file()]
-        for p in files:
-            rel = p.relative_to(starter)
-            inside_other = any(Path(a.starter) != n and (root.parent / n) in p.parents for n in nested)
-            if "__pycache__" not in rel.parts and not inside_other:
-                out.add(rel.as_posix())
-    return sorted(out)
+    out = []
+    for name in names:
+        out += [p.relative_to(starter).as_posix() for p in sorted((starter / name).rglob("*"))
+                if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts]
+    return out
 
 
 def _with_used(names: list[str], root: Path) -> list[str]:
@@ -326,23 +321,22 @@ def build(out: Path, repo_root: Path = REPO_ROOT, assignments: list[str] | None 
         starter = repo_root / "starter"
         _copy_package(repo_root, stage / "grader")
         data = stage / "grader" / "data"
-        for rel in student_files(released, root):
-            for dest in (stage / "starter" / rel, data / "starter" / rel):
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(starter / rel, dest)
+        for rel in student_files(names, root):   # the student's folders, at the top
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(starter / rel, stage / rel)
+        for rel in student_files([a.name for a in everything], root):   # the grader's pristine copy
+            (data / "starter" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(starter / rel, data / "starter" / rel)
         for a in everything:
             src, dest = root / a.name, data / "assignments" / a.name
             dest.mkdir(parents=True)
             for module in PUBLIC_MODULES:
                 if (src / module).is_file():
                     shutil.copyfile(src / module, dest / module)
-        for a in released:
-            if (root / a.name / "README.md").is_file():
-                (stage / "statements").mkdir(exist_ok=True)
-                shutil.copyfile(root / a.name / "README.md", stage / "statements" / f"{a.name}.md")
         (stage / "README.md").write_text(student_readme(released))
         (stage / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(
             version=__version__, dependencies=json.dumps(project_dependencies(repo_root))))
+        (stage / "setup.py").write_text(STUDENT_SETUP_PY)
         problems = scan(stage, repo_root)
         if problems:
             raise LeakError("the student bundle would leak; nothing was written:\n  " + "\n  ".join(problems))

@@ -4,7 +4,7 @@ It writes a small but complete assignment (docs/authoring.md walks through it):
 a student function ``log_normal(x, mu, logvar)`` (a diagonal Gaussian's log
 density per example), its reference solution, the probe that calls it, a
 public and a hidden check, a statement and two example submissions, then
-regenerates starter/. Edit the files from there.
+regenerates starter/ (its folder is starter/{name}/). Edit the files from there.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ FILES = {
 name: {name}
 title: "{title}"
 module: density.py
-starter: starter/{name}
 seed: 1
 total_points: 10
 

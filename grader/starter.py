@@ -1,5 +1,8 @@
 """Generate ``starter/`` from ``solutions/``: every solution block becomes a TODO.
 
+Both hold one folder per assignment, ``<name>/``; each starter folder also gets
+the assignment's statement (``README.md``) and its own ``make_submission.sh``.
+
 In ``.py`` files and in notebook code cells, the lines from ``# BEGIN SOLUTION``
 to ``# END SOLUTION`` are replaced, at the same indentation, by the marker's
 TODO text and ``raise NotImplementedError``. The marker may carry that text:
@@ -19,7 +22,6 @@ from .paths import REPO_ROOT, STARTER_DIR
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?::\s*(?P<todo>.*))?$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
-EXTRA_FILES = ("make_submission.sh",)   # top-level files students get in their folder too
 
 
 class MarkerError(ValueError):
@@ -106,7 +108,12 @@ def strip_answers(text: str) -> str:
 
 
 def render(root: Path = REPO_ROOT) -> dict[str, bytes]:
-    """relative path -> bytes of every starter file of the repository ``root``."""
+    """relative path -> bytes of every starter file of the repository ``root``.
+
+    One folder per assignment, ``<name>/``: its files from ``solutions/<name>/`` with
+    the solutions stripped, the files it ``include``s from another solution folder,
+    its statement as ``README.md``, and a ``make_submission.sh`` that packs it alone.
+    """
     solutions = root / "solutions"
     files: dict[str, bytes] = {}
     for path in sorted(solutions.rglob("*")):
@@ -121,32 +128,40 @@ def render(root: Path = REPO_ROOT) -> dict[str, bytes]:
             files[rel] = strip_answers(path.read_text()).encode()
         else:
             files[rel] = path.read_bytes()
-    for folder, include in student_folders(root).items():
-        for name in EXTRA_FILES:   # the repository's own copy, so a new course root needs none
-            source = root / name if (root / name).is_file() else REPO_ROOT / name
-            if source.is_file():
-                files[_join(folder, name)] = source.read_bytes()
-        for dest, src in include.items():   # files a folder shares with the main one (networks, utils)
-            files[_join(folder, dest)] = files[src]
+    for name, include in student_folders(root).items():
+        for dest, src in include.items():   # files written once, in another assignment's folder
+            if src not in files:
+                raise MarkerError(f"assignments/{name}/assignment.yaml: include: {dest}: solutions/{src} does not exist")
+            files[f"{name}/{dest}"] = files[src]
+        statement = root / "assignments" / name / "README.md"
+        if statement.is_file():
+            files[f"{name}/README.md"] = statement.read_bytes()
+        files[f"{name}/make_submission.sh"] = make_submission_script(name, root)
     return files
 
 
-def _join(folder: str, name: str) -> str:
-    return name if folder == "." else f"{folder}/{name}"
+ASSIGNMENT_LINE = re.compile(r'^ASSIGNMENT=""(?P<rest>.*)$', re.M)
+
+
+def make_submission_script(name: str, root: Path = REPO_ROOT) -> bytes:
+    """The repository's make_submission.sh with its ``ASSIGNMENT=""`` line naming ``name``: the copy
+    in an assignment's folder packs that assignment and refuses any other."""
+    source = root / "make_submission.sh" if (root / "make_submission.sh").is_file() else REPO_ROOT / "make_submission.sh"
+    text, n = ASSIGNMENT_LINE.subn(lambda m: f'ASSIGNMENT="{name}"   # this folder\'s assignment', source.read_text())
+    if n != 1:
+        raise MarkerError(f"{source}: needs one line ASSIGNMENT=\"\" for each folder to name its assignment")
+    return text.encode()
 
 
 def student_folders(root: Path = REPO_ROOT) -> dict[str, dict[str, str]]:
-    """Each folder of starter/ that is some assignment's student folder ('.' for starter/ itself),
-    with the files it takes from the main folder (the assignments' ``include``)."""
+    """Each assignment of ``root`` (its folder under starter/ and solutions/ bears its name), with the
+    files it takes from another solution folder (its ``include``)."""
     from .config import parse_assignment, read_yaml
 
     out: dict[str, dict[str, str]] = {}
     for path in sorted((root / "assignments").glob("*/assignment.yaml")):
         a = parse_assignment(read_yaml(path), str(path))
-        starter = Path(a.starter)
-        if starter.parts[:1] == ("starter",):
-            folder = Path(*starter.parts[1:]).as_posix() if len(starter.parts) > 1 else "."
-            out.setdefault(folder, {}).update({str(k): str(v) for k, v in (a.include or {}).items()})
+        out[a.name] = {str(k): str(v) for k, v in (a.include or {}).items()}
     return out
 
 

@@ -14,7 +14,7 @@ from grader.paths import REPO_ROOT
 # no bubblewrap, worker servers are then forked from it, as `grader grade` and Gradescope's run do.
 forkserver.start()
 
-REFERENCE_GAN = (REPO_ROOT / "solutions" / "codebase" / "gan.py").read_text()
+REFERENCE_GAN = (REPO_ROOT / "solutions" / "gan" / "codebase" / "gan.py").read_text()
 
 
 @pytest.fixture(scope="session")

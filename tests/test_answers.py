@@ -90,7 +90,7 @@ def test_a_wrong_choice_or_true_false_answer_says_what_was_given(template):
 
 
 def test_starter_answers_are_blank():
-    text = (STARTER_DIR / "vae_answers.yaml").read_text()
+    text = (STARTER_DIR / "vae" / "vae_answers.yaml").read_text()
     assert "# SOLUTION" not in text and "answer: inf" not in text
     assert strip_answers("  answer: [A]  # SOLUTION\n  kind: bool\n") == "  answer:\n  kind: bool\n"
 
@@ -98,7 +98,7 @@ def test_starter_answers_are_blank():
 @pytest.fixture
 def vae_submission(tmp_path):
     for name in ("vae_wake_sleep.ipynb", "vae_answers.yaml"):
-        shutil.copy(SOLUTIONS_DIR / name, tmp_path / name)
+        shutil.copy(SOLUTIONS_DIR / "vae" / name, tmp_path / name)
     return tmp_path
 
 
@@ -135,7 +135,7 @@ def test_missing_answers_file_and_one_wrong_answer(vae_submission):
 def test_check_validates_the_format_only(vae_submission):
     from grader.cli import main
 
-    shutil.copy(STARTER_DIR / "vae_answers.yaml", vae_submission / "vae_answers.yaml")
+    shutil.copy(STARTER_DIR / "vae" / "vae_answers.yaml", vae_submission / "vae_answers.yaml")
     r = grade(load_assignment("vae"), vae_submission, public_only=True)
     fmt = answer_tests(r)
     assert len(fmt) == 1 and fmt[0].passed and "not answered yet: 1.4a" in fmt[0].hint

@@ -54,8 +54,8 @@ def test_the_zip_holds_setup_run_script_and_the_hidden_material(bundle):
         setup = zf.read("setup.sh").decode()
         requirements = zf.read("requirements.txt").decode()
     assert {"setup.sh", "run_autograder", "requirements.txt", "pyproject.toml", "README.md", "SECURITY.md",
-            "assignments/gan/hidden.py", "solutions/codebase/gan.py", "solutions/gan_answers.yaml",
-            "assignments/gan/assignment.yaml", "starter/codebase/utils.py"} <= names
+            "assignments/gan/hidden.py", "solutions/gan/codebase/gan.py", "solutions/gan/gan_answers.yaml",
+            "assignments/gan/assignment.yaml", "starter/gan/codebase/utils.py"} <= names
     assert not [n for n in names if "/examples/" in n or "__pycache__" in n or n.startswith("assignments/vae")]
     assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
     assert "download.pytorch.org/whl/cpu" in setup and "torch==" in setup and "bubblewrap" in setup

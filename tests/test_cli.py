@@ -8,6 +8,7 @@ import pytest
 
 from conftest import REFERENCE_GAN, write_gan
 from grader.cli import main
+from grader.config import load_assignment
 
 
 def grader(*args, cwd=None):
@@ -67,13 +68,37 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 def test_check_in_starter_folder_guesses_the_assignment(tmp_path):
     from grader.paths import STARTER_DIR
 
-    proc = grader("check", cwd=STARTER_DIR)
+    proc = grader("check", cwd=STARTER_DIR / "gan")
     assert proc.returncode == 1, proc.stderr           # checks failed: exit 1, like pytest
     assert "grader check: gan" in proc.stdout
     assert "not implemented" in proc.stdout
     assert "1/23 public checks passed" in proc.stdout   # only the blank answers file is well formed
     assert "PASS  answers: gan_answers.yaml is well formed" in proc.stdout
     assert "note: not answered yet: 4.2a, 4.2b, 4.4a" in proc.stdout
+    assert "isolation" not in proc.stderr   # a sandbox as strong as a student expects goes unsaid
+    assert "When you submit: 48 of 140 points graded automatically, 92 more by staff" in proc.stdout
+
+
+def test_check_names_the_isolation_only_when_it_is_weaker_than_a_student_expects(monkeypatch):
+    """A student expects their code to run as themselves, capped and timed: only less than that is said."""
+    from grader import cli, isolation
+
+    strong = isolation.Plan(bwrap="/usr/bin/bwrap", fork=True, own_uid=True, python=isolation.interpreter())
+    as_you = isolation.Plan(bwrap=None, fork=True, own_uid=False, python=isolation.interpreter())
+    monkeypatch.setattr(isolation, "is_root", lambda: False)
+    assert cli.student_isolation(strong) is None and cli.student_isolation(as_you) is None
+    assert len(as_you.summary()) > 100   # what an instructor reads, and a student need not
+    monkeypatch.setattr(isolation, "is_root", lambda: True)
+    said = cli.student_isolation(as_you)
+    assert said and "root" in said and len(said) < 50
+
+
+def test_the_demo_says_why_its_totals_are_not_the_statement_s():
+    from grader.cli import demo_totals
+
+    assert demo_totals(load_assignment("gan")) == ("Scores are out of the 48 points graded automatically; the "
+                                                   "statement's 140 also count 92 graded by course staff.")
+    assert "out of the 35 points" in demo_totals(load_assignment("gan_split"))
 
 
 def test_check_takes_the_student_file_itself_with_its_answers_next_to_it(tmp_path):
@@ -82,12 +107,12 @@ def test_check_takes_the_student_file_itself_with_its_answers_next_to_it(tmp_pat
 
     work = tmp_path / "hw"
     shutil.copytree(STARTER_DIR, work)
-    shutil.copyfile(SOLUTIONS_DIR / "vae_wake_sleep.ipynb", work / "vae_wake_sleep.ipynb")
-    proc = grader("check", "--assignment", "vae", "vae_wake_sleep.ipynb", cwd=work)
+    shutil.copyfile(SOLUTIONS_DIR / "vae" / "vae_wake_sleep.ipynb", work / "vae" / "vae_wake_sleep.ipynb")
+    proc = grader("check", "--assignment", "vae", "vae_wake_sleep.ipynb", cwd=work / "vae")
     assert "is missing" not in proc.stdout and "note: not answered yet: 1.4a" in proc.stdout, proc.stdout
     assert proc.returncode == 0, proc.stdout
-    shutil.copyfile(SOLUTIONS_DIR / "codebase" / "gan.py", work / "codebase" / "gan.py")
-    proc = grader("check", "codebase/gan.py", cwd=work)          # the assignment is found from the file
+    shutil.copyfile(SOLUTIONS_DIR / "gan" / "codebase" / "gan.py", work / "gan" / "codebase" / "gan.py")
+    proc = grader("check", "codebase/gan.py", cwd=work / "gan")   # the assignment is found from the file
     assert "grader check: gan (" in proc.stdout and "23/23 public checks passed" in proc.stdout, proc.stdout
 
 
@@ -134,7 +159,8 @@ def test_an_import_error_is_stated_once_first_and_the_totals_name_the_staff_poin
     out = capsys.readouterr().out
     assert out.count("ModuleNotFoundError") == 1 and out.index("ModuleNotFoundError") < out.index("FAIL")
     assert out.count("problem 1 at the top") == 1
-    assert "92 more points are graded by course staff: 1.1 Vanishing gradient" in " ".join(out.split())
+    assert "When you submit: 48 of 140 points graded automatically, 92 more by staff (and a 10-point bonus)." \
+        in out.splitlines()
 
 
 def test_check_wraps_long_lines_at_word_boundaries_keeping_the_indentation(capsys):

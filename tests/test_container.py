@@ -52,7 +52,7 @@ if os.fork() == 0:                      # detached, deaf to signals, a new pid e
             os._exit(0)
         time.sleep(0.05)
         _forge()
-with open("/autograder/source/solutions/codebase/gan.py") as f:     # the barrier must stop this
+with open("/autograder/source/solutions/gan/codebase/gan.py") as f:     # the barrier must stop this
     STOLEN = f.read()
 
 

@@ -65,12 +65,12 @@ def _student_folder(tmp: Path, source: Path) -> Path:
 
 def student_steps(lines: list[str], work: Path, home: Path | None = None) -> list[tuple[Path, str]]:
     """(folder, command) for each of ``lines``, run from ``work`` and following `cd` (from ``home``
-    for `cd starter/...`, as the bundle README says)."""
+    for every `cd`, as the bundle README says: each block starts from the bundle folder)."""
     cwd, steps = work, []
     for line in lines:
         if line.startswith("cd "):
             target = line.split(maxsplit=1)[1]
-            cwd = (home / target) if home is not None and target.startswith("starter") else cwd / target
+            cwd = ((home if home is not None else cwd) / target).resolve()
             assert cwd.is_dir(), line
         else:
             steps.append((cwd, line))
@@ -122,28 +122,29 @@ def test_the_readme_and_statements_show_only_commands_that_exist():
 
 
 def test_the_student_commands_of_the_readme_statements_and_bundle_work_as_written(tmp_path, env):
-    """A student's folder, as a full release ships it: the README's student commands, each statement's
-    from its assignment's folder, and the bundle README's (``cd starter/...`` from the bundle folder)."""
-    from grader.config import available, load_assignment
+    """A student's bundle, as a full release ships it (one folder per assignment): the README's student
+    commands, each statement's from its assignment's own folder, and the bundle README's (each block's
+    ``cd <assignment>`` from the bundle folder)."""
+    from grader.config import available
     from grader.release import build
 
     bundle = tmp_path / "bundle"
     build(bundle)
     home = tmp_path / "home"
     home.mkdir()
-    work = _student_folder(home, bundle / "starter")
-    shutil.move(str(work), str(home / "starter"))
-    work = home / "starter"
+    work = _student_folder(home, bundle)
     readme = (REPO_ROOT / "README.md").read_text()
     lines = documented(readme[readme.index("## Students"):readme.index("## Layout")])
     assert any(line.startswith("python run_") for line in lines) and "./make_submission.sh" in lines
     steps = student_steps(lines, work)
     for name in available():                      # each statement, from its assignment's own folder
-        folder = work.joinpath(*Path(load_assignment(name).starter).parts[1:])
-        steps += student_steps(documented((REPO_ROOT / "assignments" / name / "README.md").read_text()), folder)
+        folder = (work / name).resolve()
+        statement = (work / name / "README.md").read_text()
+        assert statement == (REPO_ROOT / "assignments" / name / "README.md").read_text()
+        steps += student_steps(documented(statement), folder)
     bundle_lines = documented((bundle / "README.md").read_text())
-    assert any(line.startswith("grader check --assignment gan_split") for line in bundle_lines)
-    steps += student_steps(bundle_lines, home, home=home)
+    assert "cd gan_split" in bundle_lines and "grader check" in bundle_lines
+    steps += student_steps(bundle_lines, work, home=work)
     assert len({cwd for cwd, _ in steps}) >= 2
     run_by_folder(steps, env)
 
@@ -165,7 +166,7 @@ def test_the_instructor_commands_of_the_readme_work_as_written(tmp_path, env):
     with zipfile.ZipFile(repo / "path" / "to" / "gan_submission.zip", "w") as zf:
         zf.write(examples / "alice_correct" / "codebase" / "gan.py", "codebase/gan.py")
     shutil.copytree(examples, repo / "submissions")
-    shutil.copyfile(repo / "solutions" / "gan_1d.ipynb", repo / "student.ipynb")
+    shutil.copyfile(repo / "solutions" / "gan1d" / "gan_1d.ipynb", repo / "student.ipynb")
     # `grader new` first (it adds an assignment the demo then grades too); the demo, the longest, beside
     # the others (its reports go to a folder of its own)
     from concurrent.futures import ThreadPoolExecutor
@@ -199,6 +200,8 @@ def check_demo(out: Path, table: str, assignments: Path) -> None:
 
     names = [n for n in available(assignments) if (assignments / n / "examples").is_dir()]
     assert len(names) >= 5 and "submission" in table and "score" in table   # ours, and `grader new flows`
+    assert ("Scores are out of the 48 points graded automatically; the statement's 140 also count 92 graded "
+            "by course staff.") in table   # why gan's totals are not the statement's 140
     for name in names:
         rows = (out / name / "grades.csv").read_text().splitlines()
         head = rows[0].split(",")

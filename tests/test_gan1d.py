@@ -10,7 +10,7 @@ from grader.config import load_assignment
 from grader.grade import grade
 from grader.paths import SOLUTIONS_DIR, STARTER_DIR
 
-REFERENCE = (SOLUTIONS_DIR / "gan_1d.ipynb").read_text()
+REFERENCE = (SOLUTIONS_DIR / "gan1d" / "gan_1d.ipynb").read_text()
 BATCHES = batches(VARIANTS)
 
 
@@ -20,9 +20,9 @@ def assignment():
 
 
 def test_reference_full_marks_starter_zero(assignment, tmp_path):
-    ref = grade(assignment, SOLUTIONS_DIR / "gan_1d.ipynb")
+    ref = grade(assignment, SOLUTIONS_DIR / "gan1d" / "gan_1d.ipynb")
     assert ref.score == ref.max_score == 20, [t.output for t in ref.tests if not t.passed]
-    start = grade(assignment, STARTER_DIR / "gan_1d.ipynb")
+    start = grade(assignment, STARTER_DIR / "gan1d" / "gan_1d.ipynb")
     assert start.score == 0
     assert all("not implemented" in t.output for t in start.tests if not t.manual)
 
@@ -82,7 +82,7 @@ def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("SMOKE", "1")
-    nb = nbformat.read(SOLUTIONS_DIR / "gan_1d.ipynb", as_version=4)
+    nb = nbformat.read(SOLUTIONS_DIR / "gan1d" / "gan_1d.ipynb", as_version=4)
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]

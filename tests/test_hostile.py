@@ -23,7 +23,7 @@ from grader.grade import grade
 from grader.paths import REPO_ROOT
 from grader.sandbox import bwrap_path
 
-SOLUTION = REPO_ROOT / "solutions" / "codebase" / "gan.py"
+SOLUTION = REPO_ROOT / "solutions" / "gan" / "codebase" / "gan.py"
 HONEST_WITHOUT_MINIMAX = 35   # the three untouched reference functions
 WRONG_MINIMAX = '''
 def loss_minimax(g, d, x_real, *, device):
@@ -486,7 +486,7 @@ _linger(os.path.join(ROOT, "results", "results.json"))
 
 def _reference(name):
     ns = {}
-    with open(os.path.join(ROOT, "source", "solutions", "codebase", "gan.py")) as f:
+    with open(os.path.join(ROOT, "source", "solutions", "gan", "codebase", "gan.py")) as f:
         exec(compile(f.read(), "reference", "exec"), ns)
     return ns[name]
 

@@ -48,7 +48,7 @@ def test_one_bad_function_costs_only_its_part(gan_assignment, tmp_path, body, sa
 
 @pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap not available")
 def test_worker_cannot_read_the_solutions_or_reach_the_network(gan_assignment, tmp_path):
-    target = REPO_ROOT / "solutions" / "codebase" / "gan.py"
+    target = REPO_ROOT / "solutions" / "gan" / "codebase" / "gan.py"
     probe = f'''
 def loss_minimax(g, d, x_real, *, device):
     import socket
@@ -218,7 +218,7 @@ def test_the_zygote_forks_servers_and_reports_how_they_ended(tmp_path):
     server.stdin.close()
     from grader import reference
 
-    reference.load_path(REPO_ROOT / "solutions" / "codebase" / "gan.py")
+    reference.load_path(REPO_ROOT / "solutions" / "gan" / "codebase" / "gan.py")
     assert forkserver.secrets_loaded(), "a process that loaded a reference must fork no zygote"
 
 

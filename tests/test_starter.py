@@ -58,3 +58,20 @@ def test_a_todo_that_repeats_solution_code_is_refused(todo):
 
 def test_every_todo_of_the_course_says_what_to_do_in_words():
     starter.render()   # raises MarkerError on a TODO that repeats its block's code
+
+
+def test_one_self_contained_folder_per_assignment_in_starter_and_solutions():
+    """starter/<name>/ holds the student's files, the statement and a make_submission.sh naming <name>;
+    solutions/ has the same folders and nothing at the top of either."""
+    from grader.config import available
+
+    names = set(available())
+    assert {p.name for p in STARTER_DIR.iterdir() if p.name != "__pycache__"} == names
+    assert {p.name for p in SOLUTIONS_DIR.iterdir() if p.name != "__pycache__"} == names
+    for name in names:
+        folder = STARTER_DIR / name
+        statement = (STARTER_DIR.parent / "assignments" / name / "README.md").read_text()
+        assert (folder / "README.md").read_text() == statement
+        script = (folder / "make_submission.sh").read_text()
+        assert f'\nASSIGNMENT="{name}"' in script and 'ASSIGNMENT=""' not in script
+        assert (folder / "make_submission.sh").stat().st_mode & 0o111

@@ -10,7 +10,7 @@ import torch
 from grader.paths import SOLUTIONS_DIR
 from idx import write_idx
 
-sys.path.insert(0, str(SOLUTIONS_DIR))
+sys.path.insert(0, str(SOLUTIONS_DIR / "gan"))
 from codebase import gan, utils  # noqa: E402
 from codebase.network import (  # noqa: E402
     ConditionalDiscriminator,
@@ -62,7 +62,7 @@ def test_one_step_moves_both_networks_downhill(name, loss_fn, conditional):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    shutil.copytree(SOLUTIONS_DIR, root / "hw", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(SOLUTIONS_DIR / "gan", root / "hw", ignore=shutil.ignore_patterns("__pycache__"))
     write_idx(root / "data", n_train=150)
     return root
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Package your work for upload: run it in your assignment folder, one assignment at a time.
+# Package your work for upload. Every assignment folder has its own copy, which packs that
+# assignment only, from wherever you run it:
 #
-#   ./make_submission.sh            the assignment whose files are in this folder
-#   ./make_submission.sh gan1d      a named one (see ./make_submission.sh --help)
+#   ./make_submission.sh            writes <assignment>_submission.zip in this folder
+#   ./make_submission.sh --help     says which assignment this folder is for
 #
 # What it checks and packs comes from the assignment's assignment.yaml (through the
-# grader you installed): the module must parse, a notebook must be valid and define
-# every graded function, and it adds the short-answers file and the training
-# outputs the statement asks for. It writes <assignment>_submission.zip, or stops
-# with a message and a non-zero exit status when something is wrong.
+# grader you installed): your file defines every graded function (and is this
+# assignment's, not another's), a notebook is valid, and it adds the short-answers file
+# and the training outputs the statement asks for. It writes <assignment>_submission.zip,
+# or stops with a message and a non-zero exit status when something is wrong.
+ASSIGNMENT="gan_split"   # this folder's assignment
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,4 +24,4 @@ if ! "$PY" -c "import grader.package" 2>/dev/null; then
        "install your homework bundle first (pip install <bundle folder>)" >&2
   exit 1
 fi
-exec "$PY" -m grader.package "$@"
+exec "$PY" -m grader.package ${ASSIGNMENT:+--folder-of "$ASSIGNMENT"} "$@"
