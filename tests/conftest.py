@@ -5,10 +5,27 @@ from pathlib import Path
 
 import pytest
 
-from grader import forkserver
-from grader.config import load_assignment
-from grader.grade import GradeResult, grade
-from grader.paths import REPO_ROOT
+
+def _own_uid_range() -> None:
+    """Under pytest-xdist, each worker grades with a share of the reserved uids of its own, so what one
+    worker's checks find by uid (leftover processes, files) is never another worker's."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not worker.startswith("gw") or not count.isdigit():
+        return
+    from grader.isolation import DEFAULT_UID_RANGE
+
+    first, last = (int(x) for x in os.environ.get("DGM_UID_RANGE", DEFAULT_UID_RANGE).split("-"))
+    share = (last - first + 1) // int(count)
+    start = first + int(worker[2:]) * share
+    os.environ["DGM_UID_RANGE"] = f"{start}-{start + share - 1}"
+
+
+_own_uid_range()
+
+from grader import forkserver  # noqa: E402 - after the uid range is set
+from grader.config import load_assignment  # noqa: E402
+from grader.grade import GradeResult, grade  # noqa: E402
+from grader.paths import REPO_ROOT  # noqa: E402
 
 # Fork the worker zygote before anything of an assignment is read (it refuses after): where there is
 # no bubblewrap, worker servers are then forked from it, as `grader grade` and Gradescope's run do.
@@ -72,6 +89,11 @@ CONTAINER_HOWTO = ("container tests skipped: run `pytest --container tests/test_
                    "(or DGM_CONTAINER_TEST=1; needs Docker and debootstrap)")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, at most four (each holds torch and worker servers)."""
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4))
+
+
 def pytest_addoption(parser):
     parser.addoption("--container", action="store_true", default=False,
                      help="run the tests marked container: the Gradescope bundle in Docker (slow)")
@@ -82,7 +104,9 @@ def _containers_on(config) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``container`` run only when asked for; say how, once, when they are skipped."""
+    """Tests marked ``heavy`` (tens of seconds each) go first, so parallel workers do not end on them;
+    tests marked ``container`` run only when asked for: say how, once, when they are skipped."""
+    items.sort(key=lambda item: "heavy" not in item.keywords)   # stable: the rest keep their order
     if _containers_on(config):
         return
     marked = [item for item in items if "container" in item.keywords]

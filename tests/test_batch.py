@@ -7,6 +7,8 @@ import threading
 import zipfile
 from dataclasses import replace
 
+import pytest
+
 from conftest import REFERENCE_GAN, write_gan
 from grader import batch, sandbox
 from grader.cli import run_grade
@@ -74,6 +76,7 @@ def _zip(folder, dest):
     return dest
 
 
+@pytest.mark.heavy
 def test_a_mixed_class_grades_in_parallel_and_every_student_gets_their_own_score(gan_assignment, tmp_path):
     a = replace(gan_assignment, probe_timeout_s=4.0)
     cls = tmp_path / "class"
@@ -277,6 +280,7 @@ def test_a_file_name_that_is_not_utf8_neither_stops_the_batch_nor_its_cache(tmp_
     assert json.loads((out / "bob" / "results.json").read_text())["score"] == 45
 
 
+@pytest.mark.heavy
 def test_a_function_that_timed_out_beside_others_is_graded_again_alone(gan_assignment, tmp_path, monkeypatch):
     """With --jobs 2 a timeout may only mean a neighbour took the CPU: the submission is graded again
     with nothing beside it and that grade stands; with --jobs 1 it already was alone."""

@@ -121,6 +121,7 @@ def test_the_readme_and_statements_show_only_commands_that_exist():
     assert seen > 20
 
 
+@pytest.mark.heavy
 def test_the_student_commands_of_the_readme_statements_and_bundle_work_as_written(tmp_path, env):
     """A student's bundle, as a full release ships it (one folder per assignment): the README's student
     commands, each statement's from its assignment's own folder, and the bundle README's (each block's
@@ -149,6 +150,7 @@ def test_the_student_commands_of_the_readme_statements_and_bundle_work_as_writte
     run_by_folder(steps, env)
 
 
+@pytest.mark.heavy
 def test_the_instructor_commands_of_the_readme_work_as_written(tmp_path, env):
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme[readme.index("## Instructors"):readme.index("## Students")]

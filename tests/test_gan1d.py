@@ -78,6 +78,7 @@ def test_an_error_at_import_names_the_notebook_cell(assignment, tmp_path):
     assert r.score == 0 and r.status == "invalid" and "not valid notebook JSON" in r.tests[0].output
 
 
+@pytest.mark.heavy
 def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

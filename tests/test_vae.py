@@ -43,6 +43,7 @@ def test_catalogue_covers_every_function():
     assert_covers(VARIANTS, FULL)
 
 
+@pytest.mark.heavy
 def test_notebook_runs_top_to_bottom_in_smoke_mode(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
