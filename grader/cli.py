@@ -171,7 +171,8 @@ def _is_single(folder: Path, assignment: Assignment) -> bool:
 def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, jobs: int = 1,
               quiet: bool = False, make_zip: bool = False, force: bool = False) -> list[GradeResult]:
     """Grade submissions into ``out``: results.json and feedback.md each, then grades.csv,
-    summary.md and summary.png (and ``out``.zip of all of it with ``make_zip``).
+    summary.md and, for two or more submissions, summary.png (and ``out``.zip of all of it with
+    ``make_zip``).
 
     Submissions graded before by the same grader from the same upload are not
     graded again unless ``force``.
@@ -189,7 +190,10 @@ def run_grade(*, assignment: Assignment, submissions: list[Path], out: Path, job
     final = grade_all(assignment, paths, names, out, jobs=jobs, force=force, quiet=quiet)
     report.grades_csv(final, out / "grades.csv")
     report.write_atomic(out / "summary.md", report.summary(final))
-    report.summary_png(final, out / "summary.png")
+    if len(final) > 1:   # a distribution needs a class; for one submission, feedback.md says it all
+        report.summary_png(final, out / "summary.png")
+    else:
+        (out / "summary.png").unlink(missing_ok=True)   # an earlier class's plot would not describe this run
     if make_zip:
         report.zip_all(out, out.with_name(out.name + ".zip"))
     return final
@@ -522,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
                                 out=args.out, jobs=args.jobs, make_zip=args.zip, force=args.force)
             print(report.table(results))
             print(f"Wrote {args.out}/<submission>/results.json and feedback.md, {args.out}/grades.csv, "
-                  f"summary.md and summary.png" + (f", and {args.out}.zip" if args.zip else ""))
+                  + ("summary.md and summary.png" if len(results) > 1 else "summary.md")
+                  + (f", and {args.out}.zip" if args.zip else ""))
         elif args.command == "release":
             return run_release(out=args.out, assignments=args.assignment)
         elif args.command == "autograder":

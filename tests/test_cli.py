@@ -180,3 +180,17 @@ def test_help_and_usage_errors_are_printed_once():
         proc = subprocess.run([sys.executable, "-c", "from grader.cli import entry; entry()", *argv],
                               capture_output=True, text=True, timeout=120)
         assert (proc.stdout + proc.stderr).count("usage: grader") == 1, (argv, proc.stdout, proc.stderr)
+
+
+def test_one_submission_gets_its_reports_without_a_class_plot(tmp_path, capsys):
+    """summary.png shows a class's distribution: one submission does not pay for matplotlib (most of a
+    single cold grade's time after torch), and a plot left in the folder by an earlier class goes."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.png").write_bytes(b"an earlier class's plot")
+    assert main(["grade", "--assignment", "gan", "--out", str(out),
+                 str(write_gan(tmp_path / "alice", REFERENCE_GAN))]) == 0
+    said = capsys.readouterr().out
+    assert "summary.md" in said and "summary.png" not in said
+    assert (out / "alice" / "feedback.md").is_file() and (out / "summary.md").is_file()
+    assert not (out / "summary.png").exists()
