@@ -267,3 +267,19 @@ def test_a_probe_starved_of_cpu_is_charged_its_own_time_and_a_sleeper_still_time
     sleeper = [t for t in r.tests if t.tags == ["loss_nonsaturating"]]
     assert sleeper and all("timed out" in t.output for t in sleeper), sleeper[0].output
     assert took < 100, took   # the sleeper was stopped at its own 2.5 s, not at 20 x 2.5 s
+
+
+def test_a_module_whose_import_times_out_is_not_imported_again_for_every_function(gan_assignment, tmp_path):
+    """Code at the top level runs on every function's import: once it has timed out there, the other
+    functions are not run (it would cost a timeout each), and the report says the import hung. The
+    module here would import at once the second time: the functions were not tried again."""
+    head = ("import os, tempfile, time\n"
+            "_flag = os.path.join(tempfile.gettempdir(), 'imported-once-%d' % os.getuid())\n"
+            "if not os.path.exists(_flag):\n"
+            "    open(_flag, 'w').close()\n"
+            "    time.sleep(60)\n")
+    r = grade(gan_assignment, write_gan(tmp_path / "s", head + REFERENCE_GAN), limits=Limits(timeout_s=2.0))
+    graded = [t for t in r.tests if not t.manual and t.tags != ["answers"]]
+    assert r.score == 0 and r.status == "timeout"
+    assert all("importing codebase/gan.py timed out after 2" in t.output for t in graded), graded[0].output
+    assert len(r.stops) == 1 and "importing" in r.stops[0]

@@ -196,8 +196,9 @@ def probe_function(probe: dict, code: dict | None):
     return specs[probe["kind"]].fn
 
 
-def _run_child(probe: dict, req: dict) -> bytes:
-    """Body of a probe child: import the student module, run the probe, return npz bytes."""
+def _run_child(probe: dict, req: dict, imported_fd: int | None = None) -> bytes:
+    """Body of a probe child: import the student module, run the probe, return npz bytes.
+    ``imported_fd``: written to once the import is done (the server then knows a timeout came later)."""
     import numpy as np
 
     fn = probe_function(probe, req.get("code"))
@@ -206,6 +207,9 @@ def _run_child(probe: dict, req: dict) -> bytes:
     rel = req["module"]
     name = rel[:-3].replace("/", ".") if rel.endswith(".py") else rel
     module = importlib.import_module(name)
+    if imported_fd is not None:
+        os.write(imported_fd, b"i")
+        os.close(imported_fd)
     function = probe["args"].get("function")
     if function and not callable(getattr(module, function, None)):
         raise LookupError(f"{req.get('display') or rel} defines no function named {function!r}")
@@ -298,15 +302,17 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
     r, w = os.pipe()
     log_fd = _open_log(req, probe)
     work = _probe_folder(req)
+    marker_r, marker_w = os.pipe()   # the child says here when the student's module is imported
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:  # child
         msg = b"ER internal"
         try:
             os.close(r)
+            os.close(marker_r)
             for fd in keep_fds:  # the result stream and the request pipe stay the server's
                 os.close(fd)
-            _close_all_but(w, log_fd)   # and so does everything else it holds (its helper's pipes)
+            _close_all_but(w, log_fd, marker_w)   # and so does everything else it holds (its helper's pipes)
             os.setsid()
             if req.get("group") is not None:
                 req["group"].join()   # as root, before the uid: all it starts is charged to the group
@@ -316,7 +322,7 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             _enter(work)
             _set_limits(req)
             _redirect_output(log_fd)
-            msg = b"OK" + _run_child(probe, req)
+            msg = b"OK" + _run_child(probe, req, marker_w)
         except BaseException as err:  # SystemExit and KeyboardInterrupt too: the child reports all
             try:
                 msg = b"ER" + _describe(err, req["module_root"]).encode("utf-8", "replace")
@@ -333,6 +339,7 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
     import select
 
     os.close(w)
+    os.close(marker_w)
     watchdog = req["watchdog"]
     # Read the length-prefixed message; never wait for EOF, since descendants of the
     # child may hold the pipe open. Stop when the message is complete or the child is gone.
@@ -386,6 +393,18 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
     os.close(log_fd)
     if breach:
         header.update(status="crashed", message=breach)
+        return header, b""
+    os.set_blocking(marker_r, False)
+    try:
+        imported = bool(os.read(marker_r, 1))
+    except OSError:
+        imported = False
+    os.close(marker_r)
+    if timed_out and not imported:
+        where = req.get("display") or req["module"]
+        header.update(status="timeout", import_timeout=True,
+                      message=f"importing {where} timed out after {req['timeout_s']} s (code at the top level of "
+                              "the file runs on import: an infinite loop, a wait, or far too slow)")
         return header, b""
     if timed_out:
         header.update(status="timeout", message=f"timed out after {req['timeout_s']} s (an infinite loop, or far too slow)")
@@ -612,9 +631,14 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
         os.environ["HOME"] = req["scratch"]
         os.chdir(req["scratch"])
         _set_limits(req, cpu=int(req["timeout_s"] * len(req["probes"])) + 5)
+    stuck = None   # importing the module timed out: it would again, for every function
     for probe in req["probes"]:
-        if config["fork"]:
+        if stuck is not None:
+            header, payload = {"id": probe["id"], "status": "timeout", "message": stuck, "duration_s": 0.0}, b""
+        elif config["fork"]:
             header, payload = _fork_probe(probe, req, (result_fd, request_fd))
+            if header.pop("import_timeout", False):
+                stuck = header["message"]
         else:
             header, payload = _run_inline(probe, req)
         _send(result_fd, header, payload)
