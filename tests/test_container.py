@@ -20,7 +20,8 @@ from grader.grade import grade
 from grader.paths import REPO_ROOT
 from grader.report import results_json
 
-pytestmark = pytest.mark.container
+# one xdist worker runs them all (--dist loadgroup): they build and share the same images
+pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]
 
 ASSIGNMENTS = ("gan", "gan_split", "gan1d", "vae")
 EXAMPLES = [(a, p) for a in ASSIGNMENTS
