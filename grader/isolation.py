@@ -225,7 +225,10 @@ def readable_copy(py: Interpreter) -> Interpreter | None:
     """
     roots = _copy_roots(py)
     exe = os.path.realpath(py.executable)
-    state = [(r, os.stat(r).st_mtime_ns) for r in roots if os.path.isdir(r)]
+    # the package folders inside the copied roots too: `pip install` changes site-packages, not its prefix
+    inside = {os.path.realpath(p) for p in (*py.paths, *python_folders(py))
+              if any(os.path.realpath(p) == r or os.path.realpath(p).startswith(r + os.sep) for r in roots)}
+    state = [(r, os.stat(r).st_mtime_ns) for r in sorted({*roots, *inside}) if os.path.isdir(r)]
     key = hashlib.sha256(json.dumps([exe, state]).encode()).hexdigest()[:16]
     base = copies_dir()
     dest = os.path.join(base, key)

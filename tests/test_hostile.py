@@ -1763,3 +1763,34 @@ def test_a_tree_too_deep_to_count_in_tmp_fails_only_its_author_not_the_neighbour
     honest = [t.output for t in results["b_honest"].tests if not t.passed and t.tags != ["answers"]]
     assert honest == [] and results["b_honest"].score == 45, honest[0]
     assert reserved_uid_processes() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="readable copies are made by a root grader")
+def test_a_package_installed_after_the_readable_copy_was_made_is_in_the_next_copy(monkeypatch):
+    """`pip install` writes into site-packages, not into the prefix above it: the copy's key follows the
+    package folders, so a probe uid's Python sees what the grader's sees (a stale copy lacked pytest-xdist)."""
+    import shutil
+
+    from grader import isolation
+
+    top = Path(f"/var/tmp/dgm-copytest-{os.getpid()}")
+    try:
+        prefix, site = top / "py", top / "py" / "lib" / "site-packages"
+        (prefix / "bin").mkdir(parents=True)
+        site.mkdir(parents=True)
+        (prefix / "bin" / "python").write_text("#!/bin/sh\n")
+        os.chmod(prefix / "bin" / "python", 0o755)
+        os.chmod(top, 0o700)                                     # private above the prefix, as /root is
+        monkeypatch.setenv("DGM_PYTHON_COPIES", str(top.with_name(top.name + "-copies")))
+        py = isolation.Interpreter(str(prefix / "bin" / "python"), (str(prefix),), (str(site),), "3.x")
+        first = isolation.readable_copy(py)
+        assert first is not None and isolation.readable(first)
+        (site / "newpkg").mkdir()
+        (site / "newpkg" / "__init__.py").write_text("")
+        second = isolation.readable_copy(py)
+        assert second is not None and second.executable != first.executable
+        copied_site = [p for p in second.paths if p.endswith("site-packages")][0]
+        assert os.path.isfile(os.path.join(copied_site, "newpkg", "__init__.py"))
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree(top.with_name(top.name + "-copies"), ignore_errors=True)
