@@ -518,6 +518,28 @@ def preload_plan(source: bytes) -> list[str]:
     return plan + [n for n in PRELOAD if n in wanted or any(w.startswith(n + ".") for w in wanted)]
 
 
+_WARM: list[bool] = []
+
+
+def _warm_autograd(torch) -> None:
+    """Run the kinds of operations every probe runs once, here, so that the lazy set-up of torch's
+    operators and of autograd is done before the fork and not again in each child (a few ms each)."""
+    import torch.nn.functional as F
+
+    state = torch.get_rng_state()   # the global generator is left as it was
+    try:
+        x = torch.randn(4, 8, requires_grad=True)
+        h = torch.nn.Linear(8, 1)(torch.tanh(x)).squeeze(1)
+        loss = (F.logsigmoid(h).mean() + F.softplus(-h).mean() + torch.sigmoid(h).log().mean()
+                + F.binary_cross_entropy_with_logits(h, torch.ones(4)))
+        (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+        ((grad.reshape(4, -1).norm(2, dim=1) - 1) ** 2).mean().backward()
+    except Exception:  # noqa: BLE001 - only a warm-up
+        pass
+    finally:
+        torch.set_rng_state(state)
+
+
 def preload(plan: list[str]) -> None:
     """Import once, here, what forked children would each import again (see :func:`preload_plan`).
 
@@ -526,6 +548,9 @@ def preload(plan: list[str]) -> None:
     memory is shared; a request's handler adds what the student's own code imports."""
     import torch
 
+    if not _WARM:
+        _WARM.append(True)
+        _warm_autograd(torch)
     for item in plan:
         if item == "optim":  # the first optimiser built in a process pays ~1.7 s of lazy imports
             torch.optim.Adam([torch.zeros(1, requires_grad=True)])
