@@ -632,7 +632,9 @@ def held_files_kb(pids: list[int]) -> tuple[int, int]:
 # sock_diag (netlink): the kernel's list of sockets with the memory each holds and its owner's uid
 NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
 NLM_F_REQUEST, NLM_F_DUMP, NLMSG_ERROR, NLMSG_DONE = 0x1, 0x300, 2, 3
-UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID, UNIX_DIAG_MEMINFO, UNIX_DIAG_UID = 0x20, 0x40, 5, 7
+UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x10, 0x20, 0x40
+UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_UID = 4, 5, 7
+TCP_LISTEN = 10
 INET_DIAG_SKMEMINFO = 7
 SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_WMEM_ALLOC, SK_MEMINFO_WMEM_QUEUED = 0, 2, 5
 
@@ -689,13 +691,16 @@ def sockets() -> Iterator[tuple[int | None, int, int]]:
     import struct
 
     request = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0,
-                          UDIAG_SHOW_MEMINFO | UDIAG_SHOW_UID, 0xFFFFFFFF, 0xFFFFFFFF)
+                          UDIAG_SHOW_RQLEN | UDIAG_SHOW_MEMINFO | UDIAG_SHOW_UID, 0xFFFFFFFF, 0xFFFFFFFF)
     try:
         for msg in _diag_dump(request):
             owner, queued = None, 0
             for kind, value in _diag_attrs(msg, 16):
                 if kind == UNIX_DIAG_MEMINFO:
-                    queued = _meminfo_bytes(value)
+                    queued += _meminfo_bytes(value)
+                elif kind == UNIX_DIAG_RQLEN and len(value) >= 4 and msg[2] != TCP_LISTEN:
+                    # bytes waiting to be read: a closed sender's data stays here, charged to nobody listed
+                    queued += struct.unpack_from("=I", value)[0]
                 elif kind == UNIX_DIAG_UID and len(value) >= 4:
                     owner = struct.unpack_from("=I", value)[0]
             yield owner, struct.unpack_from("=I", msg, 4)[0], queued
