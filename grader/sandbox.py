@@ -206,7 +206,7 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
         cmd += ["--", py, "-E", "-s", "-c", _bootstrap("/opt/dgm", sys_paths)]
     else:
         roots = [str(scratch), *(r for r in HOST_FILE_ROOTS if os.path.isdir(r))] if plan.own_uid else []
-        if roots and contain.landlock_abi() > 0:
+        if roots and plan.fork and contain.landlock_abi() > 0:
             layers.append("the submission writes files only in its scratch folder and the shared temporary "
                           "folders, where its disk cap counts them (Landlock)")
         config.update(submission_root=str(stage), scratch_root=str(scratch), file_roots=roots)
@@ -558,6 +558,7 @@ class WorkerServer:
         self.requests = 0
         self.startup_s = limits.startup_s
         self.clean = True          # the last request ended with nothing of its submission left
+        self.uid_clean = True      # ... and nothing left under its uid (else the uid is retired)
 
     def wait_ready(self) -> str | None:
         """Wait for the server's ``ready`` frame (torch imported); None, or why it did not start."""
@@ -644,6 +645,7 @@ class WorkerServer:
             header, payload = item
             if isinstance(header, dict) and header.get("done") is True:
                 self.clean = header.get("clean") is True
+                self.uid_clean = header.get("uid_clean") is not False
                 if header.get("unclean_uid") is not None:
                     return pending, "unclean uid"
                 return pending, None if not pending and fork_mode() else "done"
@@ -810,7 +812,7 @@ def run_probes(files_dir: Path, module: str, probes: list[dict], repo_root: Path
                 raise GraderStopping("the grader is stopping")
             reusable = ended is None and server.clean and plan.reuse_servers
             _release(server, _pool_key(repo_root, limits, code), reusable)
-            if lease is not None and (ended == "unclean uid" or (ended is None and not server.clean)):
+            if lease is not None and (ended == "unclean uid" or (ended is None and not server.uid_clean)):
                 # what the uid left cannot be removed: it is never leased again (docs/security.md)
                 lease.retire("the worker server could not empty it")
                 lease = isolation.lease_uid() if remaining and ended == "unclean uid" else None

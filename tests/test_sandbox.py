@@ -283,3 +283,25 @@ def test_a_module_whose_import_times_out_is_not_imported_again_for_every_functio
     assert r.score == 0 and r.status == "timeout"
     assert all("importing codebase/gan.py timed out after 2" in t.output for t in graded), graded[0].output
     assert len(r.stops) == 1 and "importing" in r.stops[0]
+
+
+def test_a_probe_cannot_make_itself_look_starved_to_get_more_time(gan_assignment, tmp_path):
+    """Waiting for a CPU is excused only when the probe's own processes did not use it: a main thread
+    that idles at the lowest priority beside its own busy helper (so that it is always 'waiting')
+    still times out once the helper has used its timeout's worth of CPU."""
+    head = "def loss_minimax(g, d, x_real, *, device):\n"
+    trick = (head + "    import os, time\n"
+             "    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+             "    helper = os.fork()\n"
+             "    if helper == 0:\n"
+             "        while time.process_time() < 5.0:\n"
+             "            pass\n"
+             "        os._exit(0)\n"
+             "    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+             "    while os.waitpid(helper, os.WNOHANG) == (0, 0):\n"
+             "        pass\n")
+    two = replace(gan_assignment, parts=tuple(p for p in gan_assignment.parts if p.function == "loss_minimax"))
+    r = grade(two, write_gan(tmp_path / "s", REFERENCE_GAN.replace(head, trick, 1)),
+              limits=Limits(timeout_s=2.0, backstop=20.0))
+    minimax = [t for t in r.tests if t.tags == ["loss_minimax"]]
+    assert minimax and all("timed out" in t.output for t in minimax), minimax[0].output

@@ -317,8 +317,9 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             if req.get("group") is not None:
                 req["group"].join()   # as root, before the uid: all it starts is charged to the group
             _drop_privileges(req.get("uid"))
-            if req.get("uid") is not None and req.get("write_roots"):
-                contain.confine_writes(req["write_roots"])   # so that every file it makes is counted
+            if req.get("uid") is not None and req.get("write_roots") and contain.landlock_abi() > 0:
+                if not contain.confine_writes(req["write_roots"]):   # so that every file it makes is counted
+                    raise RuntimeError("the grader could not confine this function's writes (Landlock)")
             _enter(work)
             _set_limits(req)
             _redirect_output(log_fd)
@@ -347,7 +348,7 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
     # submissions' processes held; the wall clock is only a backstop (a starved probe is not blamed).
     timeout_s = float(req["timeout_s"])
     wall_s = max(timeout_s, float(req.get("wall_s", timeout_s)))
-    buf, timed_out, exited, breach, waited = b"", False, None, None, 0.0
+    buf, timed_out, exited, breach, waited, used = b"", False, None, None, 0.0, 0.0
     cap = int(req["max_output_bytes"])
     while True:
         want = 8 + int.from_bytes(buf[:8], "big") if len(buf) >= 8 else None
@@ -355,7 +356,11 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
             break
         elapsed = time.monotonic() - start
         waited = max(waited, _run_delay_s(pid))
-        left = min(timeout_s - (elapsed - waited), wall_s - elapsed)
+        own = elapsed - waited
+        if elapsed >= timeout_s:   # waiting is excused only for a probe that did not itself use the CPU
+            used = max(used, _cpu_s(watchdog.pids() + [pid]))
+            own = max(own, used)
+        left = min(timeout_s - own, wall_s - elapsed)
         if left <= 0:
             timed_out = True
             break
@@ -391,15 +396,15 @@ def _fork_probe(probe: dict, req: dict, keep_fds: tuple[int, ...]) -> tuple[dict
     data = b"".join(chunks)
     header = {"id": probe["id"], "duration_s": round(duration, 4), "log_tail": _tail(log_fd)}
     os.close(log_fd)
-    if breach:
-        header.update(status="crashed", message=breach)
-        return header, b""
     os.set_blocking(marker_r, False)
     try:
         imported = bool(os.read(marker_r, 1))
     except OSError:
         imported = False
     os.close(marker_r)
+    if breach:
+        header.update(status="crashed", message=breach)
+        return header, b""
     if timed_out and not imported:
         where = req.get("display") or req["module"]
         header.update(status="timeout", import_timeout=True,
@@ -427,6 +432,20 @@ def _run_delay_s(pid: int) -> float:
             return int(f.read().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds ``pids`` used, with those of their children already reaped (a helper process
+    doing the work while the probe's main thread made itself wait counts too)."""
+    total = 0
+    for p in set(pids):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])   # utime, stime, cutime, cstime
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _end_probe_processes(pid: int, req: dict) -> None:
@@ -671,14 +690,16 @@ def _serve_one(req: dict, config: dict, result_fd: int, request_fd: int) -> None
     if req["group"] is not None:
         clean = req["group"].kill()
         req["group"].remove()
+    uid_clean = True
     if uid is not None:
-        clean = contain.purge(uid, roots) and clean
+        uid_clean = contain.purge(uid, roots) or contain.purge(uid, roots)   # once more before giving up
+        clean = uid_clean and clean
     _kill_descendants(None)
     clean = contain.remove_tree(req["scratch"]) and clean
     contain.remove_tree(req["log_dir"])
     for folder in config.get("wipe", []):  # private /tmp of the sandbox: nothing carries over
         clean = _empty(folder) and clean
-    _send(result_fd, {"done": True, "clean": clean}, b"")
+    _send(result_fd, {"done": True, "clean": clean, "uid_clean": uid_clean}, b"")
 
 
 def main(config_json: str) -> None:
