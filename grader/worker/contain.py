@@ -24,7 +24,9 @@ import errno
 import os
 import platform
 import signal
+import socket
 import stat
+import struct
 import time
 from collections.abc import Iterator
 
@@ -642,9 +644,6 @@ SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_WMEM_ALLOC, SK_MEMINFO_WMEM_QUEUED = 0, 2, 5
 def _diag_dump(request: bytes) -> Iterator[bytes]:
     """The payloads of one sock_diag dump (no privilege needed); raises OSError where netlink is
     refused."""
-    import socket
-    import struct
-
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as s:
         s.sendto(struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY,
                              NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + request, (0, 0))
@@ -665,8 +664,6 @@ def _diag_dump(request: bytes) -> Iterator[bytes]:
 
 
 def _diag_attrs(payload: bytes, off: int) -> Iterator[tuple[int, bytes]]:
-    import struct
-
     while off + 4 <= len(payload):
         size, kind = struct.unpack_from("=HH", payload, off)
         if size < 4:
@@ -677,8 +674,6 @@ def _diag_attrs(payload: bytes, off: int) -> Iterator[tuple[int, bytes]]:
 
 def _meminfo_bytes(value: bytes) -> int:
     """Bytes queued on a socket: received, being sent, and queued to send (TCP)."""
-    import struct
-
     mem = struct.unpack_from(f"={len(value) // 4}I", value)
     return sum(mem[i] for i in (SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_WMEM_ALLOC, SK_MEMINFO_WMEM_QUEUED)
                if i < len(mem))
@@ -687,9 +682,6 @@ def _meminfo_bytes(value: bytes) -> int:
 def sockets() -> Iterator[tuple[int | None, int, int]]:
     """(owner uid, inode, bytes queued) of every Unix, TCP and UDP socket of this network namespace,
     those in flight between processes (sent over a Unix socket, their descriptors closed) included."""
-    import socket
-    import struct
-
     request = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0,
                           UDIAG_SHOW_RQLEN | UDIAG_SHOW_MEMINFO | UDIAG_SHOW_UID, 0xFFFFFFFF, 0xFFFFFFFF)
     try:
