@@ -127,15 +127,20 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
     results, and anything else is recorded as a grader error for that submission.
     With ``jobs`` > 1, a submission with a timed-out function is graded again alone at the end,
     and that grade is the one kept.
+
+    ``jobs`` submissions are in the sandbox at a time (one worker server each); twice as many
+    threads keep them busy, loading the next submissions and checking the last ones meanwhile.
     """
     fingerprint = grader_fingerprint(assignment)
     progress = Progress(len(paths), quiet=quiet)
     results: list[GradeResult | None] = [None] * len(paths)
     hidden = (out, *paths, *hidden)   # no student may read another's upload or results
 
+    slots = threading.BoundedSemaphore(max(1, jobs))   # submissions whose probes run at once
+
     def graded(i: int) -> GradeResult:
         try:
-            return grade(assignment, paths[i], name=names[i], hidden=hidden)
+            return grade(assignment, paths[i], name=names[i], hidden=hidden, probe_slot=slots)
         except Exception as err:  # noqa: BLE001 - a grader fault costs this submission, not the batch
             why = f"the grader failed on this submission ({err}); course staff have been told"
             return GradeResult(assignment.name, names[i], "", all_failed(assignment, why, False), "error",
@@ -165,7 +170,7 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
             return
         finish(i, result, upload, False)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    pool = ThreadPoolExecutor(max_workers=2 * max(1, jobs))
     try:
         list(pool.map(one, range(len(paths))))
     except BaseException:   # SIGTERM or Ctrl-C: leave now; the caller stops the workers under the threads

@@ -456,7 +456,8 @@ def _clean_start(argv: list[str]) -> None:
 
     try:
         if would_fork():
-            forkserver.reexec_clean("grader", _graded_assignments(args))
+            forkserver.reexec_clean("grader", _graded_assignments(args),
+                                    huge_pages=args.command in ("grade", "demo"))   # many forks
     except Exception:  # noqa: BLE001 - main() meets the same problem and says what it is
         return
 

@@ -16,6 +16,7 @@ import shutil
 import threading
 import time
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -232,11 +233,14 @@ def _status(outcomes: dict[str, ProbeOutcome]) -> str:
 
 
 def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
-          limits: Limits | None = None, name: str | None = None, hidden: tuple[Path, ...] = ()) -> GradeResult:
+          limits: Limits | None = None, name: str | None = None, hidden: tuple[Path, ...] = (),
+          probe_slot: AbstractContextManager | None = None) -> GradeResult:
     """Grade the submission at ``path`` (zip, folder or file); never raises for student errors.
 
     ``hidden``: paths student code must never reach besides the repository and
     the upload itself (a class's other uploads, the output folder).
+    ``probe_slot``: held while the probes run (a batch's semaphore: as many submissions in the
+    sandbox as it has worker servers, while others are loaded or checked beside them).
     """
     start = time.monotonic()
     limits = limits or Limits(timeout_s=assignment.probe_timeout_s)
@@ -264,8 +268,9 @@ def grade(assignment: Assignment, path: Path, *, public_only: bool = False,
         _compile_once(sub.files_dir)
         warm = threading.Thread(target=_warm_reference, args=(assignment, public_only), daemon=True)
         warm.start()
-        run = run_probes(sub.files_dir, module, _probes(assignment, public_only), REPO_ROOT, limits,   # probe
-                         display=assignment.module, hidden=(Path(path), *hidden), code=probe_code(assignment))
+        with probe_slot or nullcontext():                                      # probe
+            run = run_probes(sub.files_dir, module, _probes(assignment, public_only), REPO_ROOT, limits,
+                             display=assignment.module, hidden=(Path(path), *hidden), code=probe_code(assignment))
         for part in assignment.parts:
             if part.probe == "answers":
                 run.outcomes[part.key] = ProbeOutcome(part.key, "ok")

@@ -48,6 +48,7 @@ PACKAGE = Path(__file__).resolve().parent
 WORKER_PKG = PACKAGE / "worker"
 SHARED = ("__init__.py", "probing.py")       # of the grader package, what the sandbox may import
 STATUSES = ("ok", "error", "timeout", "crashed", "missing")
+THP = "/sys/kernel/mm/transparent_hugepage"
 TEMP_PREFIX = "dgm-"
 
 
@@ -193,6 +194,8 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
         cmd += _parent_dirs([*binds, *(dest for _, dest in files)])
         for p in binds:
             cmd += ["--ro-bind", p, p]
+        if os.path.isdir(THP):   # glibc reads it to use huge pages (forkserver.HUGE_PAGES); settings only
+            cmd += _parent_dirs([THP]) + ["--ro-bind", THP, THP]
         for src, dest in files:
             cmd += ["--ro-bind", src, dest]
         if group is not None:   # the server's cgroup folders, writable, at fixed places in the view
@@ -535,7 +538,7 @@ class WorkerServer:
         zygote = _zygote_for(isolation.plan())
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.scratch),
-               "DGM_WORKER": worker_marker()}
+               "DGM_WORKER": worker_marker(), **forkserver.HUGE_PAGES}
         if os.name == "nt":  # pragma: no cover - Windows needs its system variables to start Python
             env = {**os.environ, **{k: v for k, v in env.items() if k != "PATH"}}
         if bwrap_path() is None:

@@ -15,6 +15,8 @@ returns, for each loss it got (all float64):
     d_extreme, g_extreme      1 when the loss is finite on a discriminator whose logits reach about +-200
                               (as a confident discriminator's do in training), else 0
 """
+import functools
+
 import numpy as np
 import torch
 
@@ -26,8 +28,14 @@ MAX_CALLS = 8
 
 
 def _n_params(args: dict, net: str) -> tuple[int, int]:
-    g, d = fixtures.make_nets(int(args["seed"]), bool(args.get("conditional")))
-    return 0, sum(p.numel() for p in (d if net == "d" else g).parameters())
+    return 0, _count_params(bool(args.get("conditional")), net)
+
+
+@functools.cache
+def _count_params(conditional: bool, net: str) -> int:
+    """Parameters of the probe generator or discriminator (the seed changes values, not sizes)."""
+    g, d = fixtures.make_nets(0, conditional)
+    return sum(p.numel() for p in (d if net == "d" else g).parameters())
 
 
 def _returns(args: dict) -> str:
