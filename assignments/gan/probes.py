@@ -18,7 +18,7 @@ returns, for each loss it got (all float64):
 import numpy as np
 import torch
 
-from grader.probing import InputRecorder, Out, flat_grad, probe
+from grader.sandbox.probing import InputRecorder, Out, flat_grad, probe
 
 from . import fixtures
 

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import forkserver
+from ..sandbox import forkserver
 from .answers import AnswersError, Item, load_key, load_template, read_answers, score
 from .checks import CheckContext, CheckResult, check, specs_in
 

@@ -18,7 +18,7 @@ from zlib import error as zlib_error
 
 import yaml
 
-from . import isolation
+from ..sandbox import isolation
 
 MAX_FILES = 2000
 MAX_TOTAL_BYTES = 200 << 20
@@ -318,13 +318,13 @@ def compile_sources(folder: str) -> int:
 def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:
     """Normalise a zip, folder or single file into a private folder holding the required files.
 
-    The upload is read by a bounded helper process (:mod:`grader.bounded`): a zip
+    The upload is read by a bounded helper process (:mod:`grader.sandbox.bounded`): a zip
     built to exhaust time or memory costs this submission a message, nothing more.
 
     Raises:
         SubmissionError: the path does not exist or the upload is unreadable, unsafe or too large.
     """
-    from . import bounded
+    from ..sandbox import bounded
 
     path = Path(path)
     if not path.exists():

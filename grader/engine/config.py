@@ -169,7 +169,7 @@ def _number(value: Any, where: str) -> float:
 
 def parse_assignment(data: Any, where: str) -> Assignment:
     """Build an Assignment from parsed YAML, validating every level (not the cross-references:
-    see :func:`grader.assignment.load`)."""
+    see :func:`grader.engine.assignment.load`)."""
     top = _build(Assignment, data, where)
     hidden_vis = top.get("hidden_visibility", "visible")
     if hidden_vis not in VISIBILITIES:
@@ -242,7 +242,7 @@ def reference_table() -> str:
 
 
 def load_assignment(name: str, root: Path | None = None) -> Assignment:
-    """The assignment ``name`` with its probes and checks, every reference checked (see grader.assignment)."""
+    """The assignment ``name`` with its probes and checks, every reference checked (see grader.engine.assignment)."""
     from .assignment import load
 
     return load(name, Path(root) if root is not None else ASSIGNMENTS_DIR)

@@ -23,8 +23,8 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from .isolation import DEFAULT_UID_RANGE
-from .paths import REPO_ROOT
+from ..engine.paths import REPO_ROOT
+from ..sandbox.isolation import DEFAULT_UID_RANGE
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_PACKAGES = ("torch", "torchvision")
@@ -84,7 +84,7 @@ rm -f "$RESULTS"
 chmod go-rwx "$ROOT/source" 2>/dev/null || true
 cd "$ROOT/source" || true
 PYTHONPATH="$ROOT/source${{PYTHONPATH:+:$PYTHONPATH}}" timeout {timeout_s} \\
-  "$PY" -m grader.autograder run --assignment {assignment} \\
+  "$PY" -m grader.builders.autograder run --assignment {assignment} \\
   --submission "$ROOT/submission" --results "$RESULTS"
 status=$?
 if ! "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); assert isinstance(d, dict) and "tests" in d' \\
@@ -164,7 +164,7 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
     ``torch_index``: the package index setup.sh installs torch from (``pypi``: pip's
     own configuration), written to torch_index.txt; None keeps the CPU index.
     """
-    from .config import load_assignment
+    from ..engine.config import load_assignment
 
     a = load_assignment(assignment, repo_root / "assignments")   # a clear error for an unknown name
     from .release import project_dependencies
@@ -218,12 +218,12 @@ def run(assignment: str, submission: Path, results: Path) -> int:
     cannot be imported yields a result for the student and a traceback for staff.
     """
     try:
-        from .grade import start_zygote
+        from ..engine.grade import start_zygote
 
         start_zygote([assignment])   # before anything secret is read: one torch for grader and worker
-        from . import report
-        from .config import load_assignment
-        from .grade import grade
+        from ..app import report
+        from ..engine.config import load_assignment
+        from ..engine.grade import grade
 
         a = load_assignment(assignment)
         r = grade(a, submission, name="submission", hidden=(results.parent,))
@@ -241,8 +241,8 @@ def run(assignment: str, submission: Path, results: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m grader.autograder run ...``: the entry point of ``run_autograder``."""
-    parser = argparse.ArgumentParser(prog="python -m grader.autograder")
+    """``python -m grader.builders.autograder run ...``: the entry point of ``run_autograder``."""
+    parser = argparse.ArgumentParser(prog="python -m grader.builders.autograder")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="grade one Gradescope submission folder")
     p.add_argument("--assignment", required=True)
@@ -255,11 +255,11 @@ def main(argv: list[str] | None = None) -> int:
 def _clean_start() -> None:
     """As ``grader``'s entry does: where servers are forked from a zygote, start over with nothing of
     the caller's environment or arguments, fork the zygote first, then take them back."""
-    from . import forkserver
+    from ..sandbox import forkserver
 
     names = forkserver.clean_start()
     if names is not None:
-        from .grade import start_zygote
+        from ..engine.grade import start_zygote
 
         start_zygote(names)
         forkserver.restore()
@@ -267,16 +267,16 @@ def _clean_start() -> None:
     argv = sys.argv[1:]
     name = argv[argv.index("--assignment") + 1] if "--assignment" in argv[:-1] else ""
     try:
-        from .sandbox import would_fork
+        from ..sandbox.runner import would_fork
 
         if name and would_fork():
-            forkserver.reexec_clean("grader.autograder", [name])
+            forkserver.reexec_clean("grader.builders.autograder", [name])
     except Exception:  # noqa: BLE001 - the run itself meets the same problem and reports it
         return
 
 
 if __name__ == "__main__":
-    from .isolation import run_then_clean_up
+    from ..sandbox.isolation import run_then_clean_up
 
     _clean_start()
     code = run_then_clean_up(main)

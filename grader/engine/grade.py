@@ -19,14 +19,15 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import bounded, sandbox
+from ..sandbox import bounded
+from ..sandbox import runner as sandbox
+from ..sandbox.probing import validate
+from ..sandbox.runner import Limits, ProbeCode, ProbeOutcome, run_probes
 from .assignment import SANDBOX_MODULES, available, load, package
 from .checks import CheckContext, CheckResult, Outputs
 from .config import Assignment, Part
 from .notebook import Extracted, NotebookError
 from .paths import REPO_ROOT
-from .probing import validate
-from .sandbox import Limits, ProbeCode, ProbeOutcome, run_probes
 from .submission import Submission, SubmissionError, load_submission, submission_name
 
 NO_FUNCTION = re.compile(r"defines no function named '(\w+)'")
@@ -97,7 +98,7 @@ def probe_args(assignment: Assignment, part: Part) -> dict:
 
 def probe_code(assignment: Assignment) -> ProbeCode:
     """The trusted code the sandbox needs: every assignment's fixtures and probes, as one package."""
-    from .worker.main import preload_plan
+    from ..sandbox.worker.main import preload_plan
 
     root = Path(assignment.folder).parent
     files = [f"{name}/{m}.py" for name in available(root) for m in SANDBOX_MODULES
@@ -110,7 +111,7 @@ def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:
     """The Python source of the starter's graded module (public; a notebook's code cells), or b"".
 
     Its imports tell the zygote which libraries to load before it forks (see
-    :func:`grader.sandbox.start_zygote`)."""
+    :func:`grader.sandbox.runner.start_zygote`)."""
     path = root / assignment.starter / assignment.module
     try:
         if path.suffix == ".ipynb":
@@ -124,7 +125,7 @@ def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:
 
 def start_zygote(names: list[str]) -> None:
     """Fork the worker zygote now, with the libraries of these assignments' starters loaded
-    (call before anything secret is read; see :func:`grader.sandbox.start_zygote`)."""
+    (call before anything secret is read; see :func:`grader.sandbox.runner.start_zygote`)."""
     from .assignment import read
     from .config import ConfigError
 

@@ -17,7 +17,7 @@ from types import ModuleType
 
 import torch
 
-from . import forkserver
+from ..sandbox import forkserver
 
 
 class ReferenceMissing(RuntimeError):

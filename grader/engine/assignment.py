@@ -3,7 +3,7 @@ naming the file and the key, and never at a student's expense.
 
 An assignment is one folder, ``assignments/<name>/``::
 
-    assignment.yaml   parts, tests, points, files, training runs (keys: grader/config.py)
+    assignment.yaml   parts, tests, points, files, training runs (keys: grader/engine/config.py)
     README.md         the statement
     fixtures.py       inputs both sides rebuild from a seed (probe nets, batches); optional
     probes.py         sandbox side: @probe functions that call student code, with their schemas
@@ -26,13 +26,13 @@ import types
 from dataclasses import replace
 from pathlib import Path
 
+from ..sandbox.probing import ProbeSpec, declares
+from ..sandbox.probing import specs_in as probe_specs
 from . import answer_checks
 from .checks import CheckSpec
 from .checks import specs_in as check_specs
 from .config import Assignment, ConfigError, parse_assignment, read_yaml
 from .paths import ASSIGNMENTS_DIR
-from .probing import ProbeSpec, declares
-from .probing import specs_in as probe_specs
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SANDBOX_MODULES = ("fixtures", "probes")       # what the sandbox sees of an assignment

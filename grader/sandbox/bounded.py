@@ -24,20 +24,20 @@ from pathlib import Path
 from . import isolation
 
 TASKS = {
-    "load_submission": "grader.submission:load_into",
-    "compile_sources": "grader.submission:compile_sources",
-    "extract_notebook": "grader.notebook:extract_plain",
-    "answers_items": "grader.answers:untrusted_items",
+    "load_submission": "grader.engine.submission:load_into",
+    "compile_sources": "grader.engine.submission:compile_sources",
+    "extract_notebook": "grader.engine.notebook:extract_plain",
+    "answers_items": "grader.engine.answers:untrusted_items",
 }
 USER_ERRORS = {
-    "SubmissionError": "grader.submission:SubmissionError",
-    "NotebookError": "grader.notebook:NotebookError",
-    "AnswersError": "grader.answers:AnswersError",
+    "SubmissionError": "grader.engine.submission:SubmissionError",
+    "NotebookError": "grader.engine.notebook:NotebookError",
+    "AnswersError": "grader.engine.answers:AnswersError",
 }
 MEMORY_MB = 1536          # address space of the helper
 TIMEOUT_S = 60.0          # wall clock of one call
 CALLS_PER_HELPER = 500    # a fresh helper now and then: its CPU limit covers its whole life
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)   # the folder holding grader/
 
 
 class InputTooLarge(ValueError):
@@ -99,7 +99,7 @@ class _Helper:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-c", "from grader.bounded import serve; serve()"],
+            [sys.executable, "-s", "-c", "from grader.sandbox.bounded import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             start_new_session=True, cwd="/" if os.name == "posix" else None)
         self.calls = 0

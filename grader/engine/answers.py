@@ -160,7 +160,7 @@ def _plain(value: Any) -> Any:
 
 def untrusted_items(text: str, where: str) -> dict[str, list]:
     """:func:`_items` of a student's file, as plain data, with expansions refused (runs in a bounded
-    helper process: see :mod:`grader.bounded`)."""
+    helper process: see :mod:`grader.sandbox.bounded`)."""
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise AnswersError(f"{where} is larger than {MAX_BYTES >> 10} KB")
     _refuse_expansions(text, where)
@@ -248,9 +248,9 @@ def _sample_points(item: Item) -> list[dict[str, float]]:
 def read_answers(text: str, template: dict[str, Item], where: str) -> tuple[dict[str, Any], list[str]]:
     """(item id -> canonical answer or None if left blank, problems); AnswersError for a broken file.
 
-    The student's text is parsed in a bounded helper process (:mod:`grader.bounded`).
+    The student's text is parsed in a bounded helper process (:mod:`grader.sandbox.bounded`).
     """
-    from . import bounded
+    from ..sandbox import bounded
 
     try:
         given = {k: (v, line) for k, (v, line) in bounded.call("answers_items", text=text, where=where).items()}
