@@ -53,7 +53,7 @@ def wall(cmd: list[str]) -> float:
 def warm_single(repeats: int) -> list[float]:
     """Seconds to grade one submission in a process whose worker server is already warm."""
     sys.path.insert(0, str(REPO))
-    from grader.engine.config import load_assignment
+    from grader.engine.assignment import load_assignment
     from grader.engine.grade import grade
 
     a = load_assignment("gan")

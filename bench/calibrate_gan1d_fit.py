@@ -11,8 +11,7 @@ import time
 import torch
 
 from grader.engine import reference
-from grader.engine.assignment import import_part
-from grader.engine.config import load_assignment
+from grader.engine.assignment import import_part, load_assignment
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ def _own_uid_range() -> None:
 
 _own_uid_range()
 
-from grader.engine.config import load_assignment  # noqa: E402
+from grader.engine.assignment import load_assignment  # noqa: E402
 from grader.engine.grade import GradeResult, grade  # noqa: E402
 from grader.engine.paths import REPO_ROOT  # noqa: E402
 from grader.sandbox import forkserver  # noqa: E402 - after the uid range is set

@@ -13,7 +13,7 @@ from pathlib import Path
 import gan1d_variants
 import gan_variants
 import vae_variants
-from grader.engine.config import load_assignment
+from grader.engine.assignment import load_assignment
 from grader.engine.paths import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "grading.md"

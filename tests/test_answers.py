@@ -6,7 +6,7 @@ import pytest
 
 from grader.builders.starter import strip_answers
 from grader.engine.answers import AnswersError, evaluate, load_template, read_answers, score
-from grader.engine.config import load_assignment
+from grader.engine.assignment import load_assignment
 from grader.engine.grade import grade
 from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REFERENCE_GAN, write_gan
 from grader.app.cli import main
-from grader.engine.config import load_assignment
+from grader.engine.assignment import load_assignment
 
 
 def grader(*args, cwd=None):
@@ -147,7 +147,7 @@ def test_an_import_error_is_stated_once_first_and_the_totals_name_the_staff_poin
     """One problem that stops every test is stated once, before the tests, with the student's line; each
     test points to it; the total says what is graded automatically and what by staff."""
     from grader.app.report import feedback_md
-    from grader.engine.config import load_assignment
+    from grader.engine.assignment import load_assignment
     from grader.engine.grade import grade
 
     sub = write_gan(tmp_path / "sub", "import torch\nfrom codebase.helpers import sample_z\n" + REFERENCE_GAN)

@@ -4,13 +4,8 @@ import shutil
 import pytest
 import yaml
 
-from grader.engine.config import (
-    ConfigError,
-    available,
-    load_assignment,
-    parse_assignment,
-    reference_table,
-)
+from grader.engine.assignment import available, load_assignment
+from grader.engine.config import ConfigError, parse_assignment, reference_table
 from grader.engine.paths import REPO_ROOT
 
 MINIMAL = {"name": "x", "title": "t", "module": "m.py", "required_files": ["m.py"],

@@ -16,7 +16,7 @@ import pytest
 import container
 from grader.app.report import results_json
 from grader.builders.autograder import build
-from grader.engine.config import load_assignment
+from grader.engine.assignment import load_assignment
 from grader.engine.grade import grade
 from grader.engine.paths import REPO_ROOT
 

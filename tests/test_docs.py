@@ -127,7 +127,7 @@ def test_the_student_commands_of_the_readme_statements_and_bundle_work_as_writte
     commands, each statement's from its assignment's own folder, and the bundle README's (each block's
     ``cd <assignment>`` from the bundle folder)."""
     from grader.builders.release import build
-    from grader.engine.config import available
+    from grader.engine.assignment import available
 
     bundle = tmp_path / "bundle"
     build(bundle)
@@ -197,7 +197,7 @@ def test_the_instructor_commands_of_the_readme_work_as_written(tmp_path, env):
 def check_demo(out: Path, table: str, assignments: Path) -> None:
     """Every bundled example scores what its name says it shows: a correct one full marks, an
     untouched starter, a crash or the other course version nothing, a mistake something in between."""
-    from grader.engine.config import available
+    from grader.engine.assignment import available
     from grader.engine.submission import submission_name
 
     names = [n for n in available(assignments) if (assignments / n / "examples").is_dir()]

@@ -6,7 +6,7 @@ import pytest
 
 from catalogue import assert_covers, assert_graded_as_intended, batches, replace_function
 from gan1d_variants import ALL_D, ALL_G, ALL_T, VARIANTS
-from grader.engine.config import load_assignment
+from grader.engine.assignment import load_assignment
 from grader.engine.grade import grade
 from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 

@@ -3,7 +3,7 @@ own loss with gan's diagnoses; a file written for the other version is told wher
 import pytest
 
 from conftest import REFERENCE_GAN, shown, write_gan
-from grader.engine.config import load_assignment
+from grader.engine.assignment import load_assignment
 from grader.engine.grade import grade
 from grader.engine.paths import REPO_ROOT
 

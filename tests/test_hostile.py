@@ -1238,7 +1238,7 @@ def test_a_notebook_of_megabytes_costs_what_its_code_costs(tmp_path):
     """Outputs are never parsed as code; a notebook with megabytes of code is refused with a message."""
     import base64
 
-    from grader.engine.config import load_assignment
+    from grader.engine.assignment import load_assignment
 
     a = load_assignment("gan1d")
     nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
@@ -1260,7 +1260,7 @@ def test_a_notebook_of_megabytes_costs_what_its_code_costs(tmp_path):
 
 
 def test_hostile_notebook_cells_are_skipped_with_a_message(tmp_path):
-    from grader.engine.config import load_assignment
+    from grader.engine.assignment import load_assignment
 
     nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
     nb["cells"] += [{"cell_type": "code", "source": {"not": "text"}, "metadata": {}, "outputs": []},

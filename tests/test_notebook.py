@@ -62,7 +62,7 @@ def test_outputs_are_skipped_without_being_parsed():
 
 def test_a_notebook_heavier_than_20_mb_is_graded_on_its_code(tmp_path):
     """A correct notebook whose figures weigh 40 MB gets full marks on its code."""
-    from grader.engine.config import load_assignment
+    from grader.engine.assignment import load_assignment
     from grader.engine.grade import grade
     from grader.engine.paths import REPO_ROOT
 

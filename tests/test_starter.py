@@ -63,7 +63,7 @@ def test_every_todo_of_the_course_says_what_to_do_in_words():
 def test_one_self_contained_folder_per_assignment_in_starter_and_solutions():
     """starter/<name>/ holds the student's files, the statement and a make_submission.sh naming <name>;
     solutions/ has the same folders and nothing at the top of either."""
-    from grader.engine.config import available
+    from grader.engine.assignment import available
 
     names = set(available())
     assert {p.name for p in STARTER_DIR.iterdir() if p.name != "__pycache__"} == names

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..engine.config import Assignment, ConfigError, available, load_assignment
+from ..engine.assignment import available, load_assignment
+from ..engine.config import Assignment, ConfigError
 from ..sandbox.isolation import Plan, private_temp, remove_temp
 
 if TYPE_CHECKING:

@@ -164,7 +164,7 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
     ``torch_index``: the package index setup.sh installs torch from (``pypi``: pip's
     own configuration), written to torch_index.txt; None keeps the CPU index.
     """
-    from ..engine.config import load_assignment
+    from ..engine.assignment import load_assignment
 
     a = load_assignment(assignment, repo_root / "assignments")   # a clear error for an unknown name
     from .release import project_dependencies
@@ -222,7 +222,7 @@ def run(assignment: str, submission: Path, results: Path) -> int:
 
         start_zygote([assignment])   # before anything secret is read: one torch for grader and worker
         from ..app import report
-        from ..engine.config import load_assignment
+        from ..engine.assignment import load_assignment
         from ..engine.grade import grade
 
         a = load_assignment(assignment)

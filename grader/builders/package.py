@@ -25,8 +25,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+from ..engine.assignment import available
 from ..engine.assignment import read as load_assignment
-from ..engine.config import Assignment, ConfigError, available
+from ..engine.config import Assignment, ConfigError
 
 MAX_NOTEBOOK_MB = 100   # Gradescope accepts uploads up to 100 MB; figures may weigh that much
 

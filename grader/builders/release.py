@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..engine.config import available, load_assignment
+from ..engine.assignment import available, load_assignment
 from ..engine.paths import REPO_ROOT
 from .starter import ANSWER_LINE, BEGIN, END
 

@@ -241,15 +241,11 @@ def reference_table() -> str:
     return "\n".join(rows)
 
 
-def load_assignment(name: str, root: Path | None = None) -> Assignment:
-    """The assignment ``name`` with its probes and checks, every reference checked (see grader.engine.assignment)."""
-    from .assignment import load
-
-    return load(name, Path(root) if root is not None else ASSIGNMENTS_DIR)
+def solution_path(a: Assignment, rel: str, root: Path = ASSIGNMENTS_DIR) -> Path:
+    """The file ``rel`` of ``a``'s student folder as it lies in solutions/ (which mirrors starter/)."""
+    return Path(root).parent / "solutions" / a.name / rel
 
 
-def available(root: Path | None = None) -> list[str]:
-    """Names of the assignments under ``root`` (default: this repository's or bundle's)."""
-    from . import assignment
-
-    return assignment.available(Path(root) if root is not None else ASSIGNMENTS_DIR)
+def reference_path(a: Assignment, root: Path = ASSIGNMENTS_DIR) -> Path:
+    """Where the reference solution of ``a``'s module lies."""
+    return solution_path(a, a.module, root)
