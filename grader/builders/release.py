@@ -243,8 +243,9 @@ include = ["grader*"]
 grader = ["data/**/*", "py.typed"]
 """
 
-# of grader/: they need solutions/ and are useless to students
-INSTRUCTOR_ONLY = ("builders/release.py", "builders/autograder.py", "builders/starter.py", "builders/scaffold.py")
+# of grader/: they need solutions/ or run only on Gradescope, and are useless to students
+INSTRUCTOR_ONLY = ("builders/release.py", "builders/autograder.py", "builders/starter.py", "builders/scaffold.py",
+                   "app/gradescope.py")
 
 
 def project_dependencies(repo_root: Path = REPO_ROOT) -> list[str]:
