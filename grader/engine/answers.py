@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from ..sandbox import bounded
+
 KINDS = ("choices", "bool", "number", "expression")
 MAX_BYTES = 64 << 10
 FUNCS = {"log": math.log, "ln": math.log, "exp": math.exp, "sqrt": math.sqrt, "abs": abs,
@@ -158,6 +160,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+@bounded.task(AnswersError)
 def untrusted_items(text: str, where: str) -> dict[str, list]:
     """:func:`_items` of a student's file, as plain data, with expansions refused (runs in a bounded
     helper process: see :mod:`grader.sandbox.bounded`)."""
@@ -250,10 +253,8 @@ def read_answers(text: str, template: dict[str, Item], where: str) -> tuple[dict
 
     The student's text is parsed in a bounded helper process (:mod:`grader.sandbox.bounded`).
     """
-    from ..sandbox import bounded
-
     try:
-        given = {k: (v, line) for k, (v, line) in bounded.call("answers_items", text=text, where=where).items()}
+        given = {k: (v, line) for k, (v, line) in bounded.call(untrusted_items, text=text, where=where).items()}
     except bounded.InputTooLarge as err:
         raise AnswersError(f"{where}: {err}") from err
     unknown = [i for i in given if i not in template]

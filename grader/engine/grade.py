@@ -26,9 +26,15 @@ from ..sandbox.runner import Limits, ProbeCode, ProbeOutcome, run_probes
 from .assignment import SANDBOX_MODULES, available, load, package
 from .checks import CheckContext, CheckResult, Outputs
 from .config import Assignment, Part
-from .notebook import Extracted, NotebookError
+from .notebook import Extracted, NotebookError, extract_plain
 from .paths import REPO_ROOT
-from .submission import Submission, SubmissionError, load_submission, submission_name
+from .submission import (
+    Submission,
+    SubmissionError,
+    compile_sources,
+    load_submission,
+    submission_name,
+)
 
 NO_FUNCTION = re.compile(r"defines no function named '(\w+)'")
 
@@ -98,13 +104,10 @@ def probe_args(assignment: Assignment, part: Part) -> dict:
 
 def probe_code(assignment: Assignment) -> ProbeCode:
     """The trusted code the sandbox needs: every assignment's fixtures and probes, as one package."""
-    from ..sandbox.worker.main import preload_plan
-
     root = Path(assignment.folder).parent
     files = [f"{name}/{m}.py" for name in available(root) for m in SANDBOX_MODULES
              if (root / name / f"{m}.py").is_file()]
-    return ProbeCode(package=package(root), root=root, files=tuple(files),
-                     preload=tuple(preload_plan(starter_source(assignment))))
+    return ProbeCode.for_starter(package(root), root, tuple(files), starter_source(assignment))
 
 
 def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:
@@ -181,7 +184,7 @@ def _extract(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, st
     """
     graded = [p.function for p in assignment.parts]
     try:
-        plain = bounded.call("extract_notebook", path=str(files_dir / assignment.module), graded=graded)
+        plain = bounded.call(extract_plain, path=str(files_dir / assignment.module), graded=graded)
     except bounded.InputTooLarge as err:
         raise NotebookError(str(err)) from err
     ex = Extracted(source=plain["source"], cells=plain["cells"], problems=plain["problems"])
@@ -195,7 +198,7 @@ def _compile_once(files_dir: Path) -> None:
     """Compile the submission's Python files once (in a bounded helper) so that no probe compiles
     them again; when that fails, each probe compiles for itself, as before."""
     try:
-        bounded.call("compile_sources", folder=str(files_dir))
+        bounded.call(compile_sources, folder=str(files_dir))
     except (bounded.InputTooLarge, RuntimeError):
         pass
 

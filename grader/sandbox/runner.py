@@ -75,6 +75,14 @@ class ProbeCode:
     files: tuple[str, ...]
     preload: tuple[str, ...] = ()   # libraries the starter imports, loaded once by each server
 
+    @classmethod
+    def for_starter(cls, package: str, root: Path, files: tuple[str, ...], starter: bytes) -> ProbeCode:
+        """The probe code, with the libraries that code like ``starter`` (the starter's graded module,
+        public) imports as its preload."""
+        from .worker.main import preload_plan
+
+        return cls(package, root, files, tuple(preload_plan(starter)))
+
 
 @dataclass
 class ProbeOutcome:
