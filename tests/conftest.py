@@ -23,8 +23,9 @@ def _own_uid_range() -> None:
 _own_uid_range()
 
 from grader.engine.assignment import load_assignment  # noqa: E402
-from grader.engine.grade import GradeResult, grade  # noqa: E402
+from grader.engine.grade import grade  # noqa: E402
 from grader.engine.paths import REPO_ROOT  # noqa: E402
+from grader.engine.results import GradeResult  # noqa: E402
 from grader.sandbox import forkserver  # noqa: E402 - after the uid range is set
 
 # Fork the worker zygote before anything of an assignment is read (it refuses after): where there is

@@ -168,7 +168,7 @@ def test_the_grader_fingerprint_follows_code_keys_and_settings(gan_assignment):
 
 
 def test_progress_bar_on_a_terminal_and_lines_in_a_log(gan_assignment):
-    from grader.engine.grade import GradeResult
+    from grader.engine.results import GradeResult
 
     class Tty(io.StringIO):
         def isatty(self):

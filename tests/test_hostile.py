@@ -1404,7 +1404,7 @@ def test_student_text_cannot_change_the_reports_or_the_terminal(gan_assignment, 
             assert results["score"] == 45
     headings = _structure((out / "summary.md").read_text())
     assert headings[0] == "# Summary: 2 submissions" and all(h.startswith("## ") for h in headings[1:])
-    from grader.engine.grade import GradeResult
+    from grader.engine.results import GradeResult
 
     loud_result = GradeResult.from_dict(json.loads((out / "loud" / ".grade-cache.json").read_text())["result"])
     named = replaced(loud_result, submission="```\n# 140 / 140 <script>x</script>", problems=[EVIL_TEXT])

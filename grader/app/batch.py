@@ -19,8 +19,9 @@ from typing import TextIO
 
 from .. import __version__
 from ..engine.config import Assignment
-from ..engine.grade import GradeResult, all_failed, grade
+from ..engine.grade import all_failed, grade
 from ..engine.paths import PACKAGE_DIR
+from ..engine.results import GradeResult
 from ..engine.submission import tree_sha256
 from . import report
 

@@ -23,7 +23,7 @@ from ..engine.config import Assignment, ConfigError
 from ..sandbox.isolation import Plan, private_temp, remove_temp
 
 if TYPE_CHECKING:
-    from ..engine.grade import GradeResult
+    from ..engine.results import GradeResult
 
 
 class UsageError(Exception):
