@@ -10,7 +10,7 @@
 # assignment's, not another's), a notebook is valid, and it adds the short-answers file
 # and the training outputs the statement asks for. It writes <assignment>_submission.zip,
 # or stops with a message and a non-zero exit status when something is wrong.
-ASSIGNMENT=""   # set in each assignment's folder (python -m grader.starter writes it)
+ASSIGNMENT=""   # set in each assignment's folder (python -m grader.builders.starter writes it)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,9 +19,9 @@ if [ -z "$PY" ]; then
   echo "make_submission: error: python is not on your PATH (activate your environment first)" >&2
   exit 1
 fi
-if ! "$PY" -c "import grader.package" 2>/dev/null; then
+if ! "$PY" -c "import grader.builders.package" 2>/dev/null; then
   echo "make_submission: error: the grader is not installed in this Python ($PY);" \
        "install your homework bundle first (pip install <bundle folder>)" >&2
   exit 1
 fi
-exec "$PY" -m grader.package ${ASSIGNMENT:+--folder-of "$ASSIGNMENT"} "$@"
+exec "$PY" -m grader.builders.package ${ASSIGNMENT:+--folder-of "$ASSIGNMENT"} "$@"

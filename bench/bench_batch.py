@@ -53,8 +53,8 @@ def wall(cmd: list[str]) -> float:
 def warm_single(repeats: int) -> list[float]:
     """Seconds to grade one submission in a process whose worker server is already warm."""
     sys.path.insert(0, str(REPO))
-    from grader.config import load_assignment
-    from grader.grade import grade
+    from grader.engine.assignment import load_assignment
+    from grader.engine.grade import grade
 
     a = load_assignment("gan")
     sub = EXAMPLES / "alice_correct"

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import container  # noqa: E402  (tests/container.py)
-from grader.autograder import build  # noqa: E402
+from grader.builders.autograder import build  # noqa: E402
 
 ASSIGNMENTS = ("gan", "gan_split", "gan1d", "vae")
 

@@ -9,8 +9,8 @@ import time
 
 import torch
 
-from grader import reference
-from grader.paths import SOLUTIONS_DIR
+from grader.engine import reference
+from grader.engine.paths import SOLUTIONS_DIR
 
 
 def main() -> None:

@@ -10,9 +10,8 @@ import time
 
 import torch
 
-from grader import reference
-from grader.assignment import import_part
-from grader.config import load_assignment
+from grader.engine import reference
+from grader.engine.assignment import import_part, load_assignment
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ failure messages must contain.
 import json
 from dataclasses import dataclass
 
-from grader.report import test_output
+from grader.app.report import test_output
 
 
 @dataclass(frozen=True)

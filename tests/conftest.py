@@ -12,7 +12,7 @@ def _own_uid_range() -> None:
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
     if not worker.startswith("gw") or not count.isdigit():
         return
-    from grader.isolation import DEFAULT_UID_RANGE
+    from grader.sandbox.isolation import DEFAULT_UID_RANGE
 
     first, last = (int(x) for x in os.environ.get("DGM_UID_RANGE", DEFAULT_UID_RANGE).split("-"))
     share = (last - first + 1) // int(count)
@@ -22,10 +22,11 @@ def _own_uid_range() -> None:
 
 _own_uid_range()
 
-from grader import forkserver  # noqa: E402 - after the uid range is set
-from grader.config import load_assignment  # noqa: E402
-from grader.grade import GradeResult, grade  # noqa: E402
-from grader.paths import REPO_ROOT  # noqa: E402
+from grader.engine.assignment import load_assignment  # noqa: E402
+from grader.engine.grade import grade  # noqa: E402
+from grader.engine.paths import REPO_ROOT  # noqa: E402
+from grader.engine.results import GradeResult  # noqa: E402
+from grader.sandbox import forkserver  # noqa: E402 - after the uid range is set
 
 # Fork the worker zygote before anything of an assignment is read (it refuses after): where there is
 # no bubblewrap, worker servers are then forked from it, as `grader grade` and Gradescope's run do.
@@ -48,7 +49,7 @@ def write_gan(folder: Path, source: str) -> Path:
 
 def shown(t) -> str:
     """What the student reads for a test: the message, then the likely mistake."""
-    from grader.report import test_output
+    from grader.app.report import test_output
 
     return test_output(t)
 
@@ -66,7 +67,8 @@ def by_function(result: GradeResult) -> dict[str, dict[str, tuple[bool, str]]]:
 
 def reset_isolation() -> None:
     """Forget the isolation plan (and the servers built for it) after changing the environment."""
-    from grader import isolation, sandbox
+    from grader.sandbox import isolation
+    from grader.sandbox import runner as sandbox
 
     sandbox.shutdown_pool()
     for cached in (isolation.plan, isolation.bwrap_path, isolation.interpreter):
@@ -76,7 +78,7 @@ def reset_isolation() -> None:
 def _session_python() -> str | None:
     """A Python other users can run: this one if they can read it, else the grader's own readable
     copy of it (``isolation.readable_copy``, as a root grader makes for itself); None if neither."""
-    from grader import isolation
+    from grader.sandbox import isolation
 
     py = isolation.interpreter(sys.executable)
     if isolation.readable(py):

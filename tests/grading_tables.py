@@ -13,8 +13,8 @@ from pathlib import Path
 import gan1d_variants
 import gan_variants
 import vae_variants
-from grader.config import load_assignment
-from grader.paths import REPO_ROOT
+from grader.engine.assignment import load_assignment
+from grader.engine.paths import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "grading.md"
 BEGIN, END = "<!-- catalogue:{name} begin (generated: python tests/grading_tables.py --write) -->", \

@@ -4,11 +4,11 @@ import shutil
 
 import pytest
 
-from grader.answers import AnswersError, evaluate, load_template, read_answers, score
-from grader.config import load_assignment
-from grader.grade import grade
-from grader.paths import SOLUTIONS_DIR, STARTER_DIR
-from grader.starter import strip_answers
+from grader.builders.starter import strip_answers
+from grader.engine.answers import AnswersError, evaluate, load_template, read_answers, score
+from grader.engine.assignment import load_assignment
+from grader.engine.grade import grade
+from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 
 TEMPLATE = """
 q1:
@@ -133,7 +133,7 @@ def test_missing_answers_file_and_one_wrong_answer(vae_submission):
 
 
 def test_check_validates_the_format_only(vae_submission):
-    from grader.cli import main
+    from grader.app.cli import main
 
     shutil.copy(STARTER_DIR / "vae" / "vae_answers.yaml", vae_submission / "vae_answers.yaml")
     r = grade(load_assignment("vae"), vae_submission, public_only=True)

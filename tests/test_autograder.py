@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 
-from grader.autograder import build
-from grader.paths import REPO_ROOT
+from grader.builders.autograder import build
+from grader.engine.paths import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "assignments" / "gan" / "examples"
 
@@ -89,7 +89,7 @@ def test_an_empty_upload_gets_a_valid_result_that_says_what_is_missing(tmp_path,
 
 def test_a_broken_grader_still_writes_a_valid_results_file(tmp_path, bundle):
     root = _root(tmp_path, bundle, EXAMPLES / "alice_correct")
-    (root / "source" / "grader" / "grade.py").write_text("raise RuntimeError('the grader is broken')\n")
+    (root / "source" / "grader" / "engine" / "grade.py").write_text("raise RuntimeError('the grader is broken')\n")
     results = _run(root)
     assert results["score"] == 0 and "Course staff have been told" in results["output"]
     staff = [t for t in results["tests"] if t["visibility"] == "hidden"]

@@ -10,9 +10,10 @@ from dataclasses import replace
 import pytest
 
 from conftest import REFERENCE_GAN, write_gan
-from grader import batch, sandbox
-from grader.cli import run_grade
-from grader.grade import grade
+from grader.app import batch
+from grader.app.cli import run_grade
+from grader.engine.grade import grade
+from grader.sandbox import runner as sandbox
 from test_hostile import replace_function, worker_processes
 
 HONEST_WITHOUT_MINIMAX = 35   # the three other reference functions (the answers file is absent)
@@ -167,7 +168,7 @@ def test_the_grader_fingerprint_follows_code_keys_and_settings(gan_assignment):
 
 
 def test_progress_bar_on_a_terminal_and_lines_in_a_log(gan_assignment):
-    from grader.grade import GradeResult
+    from grader.engine.results import GradeResult
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -252,7 +253,7 @@ def test_a_gradescope_export_is_reported_by_submitter(gan_assignment, tmp_path):
 
 def test_a_file_name_that_is_not_utf8_neither_stops_the_batch_nor_its_cache(tmp_path, monkeypatch):
     """Names from an upload are bytes: hashing them for the cache, copying them and grading must not care."""
-    from grader.cli import main
+    from grader.app.cli import main
 
     cls = tmp_path / "class"
     write_gan(cls / "alice", REFERENCE_GAN)

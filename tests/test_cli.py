@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from conftest import REFERENCE_GAN, write_gan
-from grader.cli import main
-from grader.config import load_assignment
+from grader.app.cli import main
+from grader.engine.assignment import load_assignment
 
 
 def grader(*args, cwd=None):
@@ -66,7 +66,7 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 
 
 def test_check_in_starter_folder_guesses_the_assignment(tmp_path):
-    from grader.paths import STARTER_DIR
+    from grader.engine.paths import STARTER_DIR
 
     proc = grader("check", cwd=STARTER_DIR / "gan")
     assert proc.returncode == 1, proc.stderr           # checks failed: exit 1, like pytest
@@ -81,7 +81,8 @@ def test_check_in_starter_folder_guesses_the_assignment(tmp_path):
 
 def test_check_names_the_isolation_only_when_it_is_weaker_than_a_student_expects(monkeypatch):
     """A student expects their code to run as themselves, capped and timed: only less than that is said."""
-    from grader import cli, isolation
+    from grader.app import cli
+    from grader.sandbox import isolation
 
     strong = isolation.Plan(bwrap="/usr/bin/bwrap", fork=True, own_uid=True, python=isolation.interpreter())
     as_you = isolation.Plan(bwrap=None, fork=True, own_uid=False, python=isolation.interpreter())
@@ -94,7 +95,7 @@ def test_check_names_the_isolation_only_when_it_is_weaker_than_a_student_expects
 
 
 def test_the_demo_says_why_its_totals_are_not_the_statement_s():
-    from grader.cli import demo_totals
+    from grader.app.cli import demo_totals
 
     assert demo_totals(load_assignment("gan")) == ("Scores are out of the 48 points graded automatically; the "
                                                    "statement's 140 also count 92 graded by course staff.")
@@ -103,7 +104,7 @@ def test_the_demo_says_why_its_totals_are_not_the_statement_s():
 
 def test_check_takes_the_student_file_itself_with_its_answers_next_to_it(tmp_path):
     """The README's own commands: `grader check --assignment vae vae_wake_sleep.ipynb`, and a gan.py path."""
-    from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+    from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 
     work = tmp_path / "hw"
     shutil.copytree(STARTER_DIR, work)
@@ -128,7 +129,7 @@ def test_usage_errors_are_one_line_and_fast(tmp_path):
     import subprocess
     import sys
 
-    probe = "import sys; import grader.cli as c; c.main(['--help']) if False else None; print('torch' in sys.modules)"
+    probe = "import sys; import grader.app.cli as c; c.main(['--help']) if False else None; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
     assert out.strip() == "False"   # the CLI module itself never imports torch
 
@@ -145,9 +146,9 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
 def test_an_import_error_is_stated_once_first_and_the_totals_name_the_staff_points(tmp_path, capsys):
     """One problem that stops every test is stated once, before the tests, with the student's line; each
     test points to it; the total says what is graded automatically and what by staff."""
-    from grader.config import load_assignment
-    from grader.grade import grade
-    from grader.report import feedback_md
+    from grader.app.report import feedback_md
+    from grader.engine.assignment import load_assignment
+    from grader.engine.grade import grade
 
     sub = write_gan(tmp_path / "sub", "import torch\nfrom codebase.helpers import sample_z\n" + REFERENCE_GAN)
     md = feedback_md(grade(load_assignment("gan"), sub))
@@ -164,7 +165,7 @@ def test_an_import_error_is_stated_once_first_and_the_totals_name_the_staff_poin
 
 
 def test_check_wraps_long_lines_at_word_boundaries_keeping_the_indentation(capsys):
-    from grader.cli import print_wrapped
+    from grader.app.cli import print_wrapped
 
     words = [f"word{i:02d}" for i in range(40)]
     print_wrapped("  " + " ".join(words), "        ", "          ", width=60)
@@ -177,7 +178,7 @@ def test_check_wraps_long_lines_at_word_boundaries_keeping_the_indentation(capsy
 def test_help_and_usage_errors_are_printed_once():
     """The entry point looks at the command line before main() does (to start clean): silently."""
     for argv in (["--help"], ["grade"], ["check", "--help"]):
-        proc = subprocess.run([sys.executable, "-c", "from grader.cli import entry; entry()", *argv],
+        proc = subprocess.run([sys.executable, "-c", "from grader.app.cli import entry; entry()", *argv],
                               capture_output=True, text=True, timeout=120)
         assert (proc.stdout + proc.stderr).count("usage: grader") == 1, (argv, proc.stdout, proc.stderr)
 

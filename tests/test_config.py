@@ -4,8 +4,9 @@ import shutil
 import pytest
 import yaml
 
-from grader.config import ConfigError, available, load_assignment, parse_assignment, reference_table
-from grader.paths import REPO_ROOT
+from grader.engine.assignment import available, load_assignment
+from grader.engine.config import ConfigError, parse_assignment, reference_table
+from grader.engine.paths import REPO_ROOT
 
 MINIMAL = {"name": "x", "title": "t", "module": "m.py", "required_files": ["m.py"],
            "parts": [{"name": "1", "function": "f", "probe": "loss",
@@ -76,7 +77,7 @@ def test_the_reference_table_in_the_docs_is_current():
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     """A course repository holding one assignment made by `grader new`."""
-    from grader.scaffold import create
+    from grader.builders.scaffold import create
 
     root = tmp_path_factory.mktemp("course")
     (root / "assignments").mkdir()
@@ -138,7 +139,7 @@ MISTAKES = {
 
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))
 def test_a_broken_assignment_fails_when_it_loads_naming_the_file_and_key(course, tmp_path, mistake):
-    from grader.assignment import load
+    from grader.engine.assignment import load
 
     edit, message = MISTAKES[mistake]
     root = _broken(course, tmp_path, edit)
@@ -147,7 +148,7 @@ def test_a_broken_assignment_fails_when_it_loads_naming_the_file_and_key(course,
 
 
 def test_the_scaffolded_assignment_loads_and_is_never_blamed_on_students(course):
-    from grader.assignment import load
+    from grader.engine.assignment import load
 
     a = load("toy", course / "assignments")
     assert a.total == 10 and set(a.checks) >= {"toy.shape", "toy.value"}

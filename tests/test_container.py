@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 import container
-from grader.autograder import build
-from grader.config import load_assignment
-from grader.grade import grade
-from grader.paths import REPO_ROOT
-from grader.report import results_json
+from grader.app.report import results_json
+from grader.builders.autograder import build
+from grader.engine.assignment import load_assignment
+from grader.engine.grade import grade
+from grader.engine.paths import REPO_ROOT
 
 # one xdist worker runs them all (--dist loadgroup): they build and share the same images
 pytestmark = [pytest.mark.container, pytest.mark.xdist_group("container")]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.paths import REPO_ROOT
+from grader.engine.paths import REPO_ROOT
 from idx import write_idx
 
 SETUP = ("pip ", "pytest", "DGM_NO_BWRAP=1 pytest")   # run by .ci/run itself (network, or the suite)
@@ -41,7 +41,7 @@ def documented(text: str) -> list[str]:
 def _run(line: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     argv = shlex.split(line)
     if argv[0] == "grader":
-        argv = [sys.executable, "-c", "from grader.cli import entry; entry()", *argv[1:]]
+        argv = [sys.executable, "-c", "from grader.app.cli import entry; entry()", *argv[1:]]
     elif argv[0] == "python":
         argv = [sys.executable, *argv[1:]]
     elif argv[0].endswith(".sh"):
@@ -126,8 +126,8 @@ def test_the_student_commands_of_the_readme_statements_and_bundle_work_as_writte
     """A student's bundle, as a full release ships it (one folder per assignment): the README's student
     commands, each statement's from its assignment's own folder, and the bundle README's (each block's
     ``cd <assignment>`` from the bundle folder)."""
-    from grader.config import available
-    from grader.release import build
+    from grader.builders.release import build
+    from grader.engine.assignment import available
 
     bundle = tmp_path / "bundle"
     build(bundle)
@@ -197,8 +197,8 @@ def test_the_instructor_commands_of_the_readme_work_as_written(tmp_path, env):
 def check_demo(out: Path, table: str, assignments: Path) -> None:
     """Every bundled example scores what its name says it shows: a correct one full marks, an
     untouched starter, a crash or the other course version nothing, a mistake something in between."""
-    from grader.config import available
-    from grader.submission import submission_name
+    from grader.engine.assignment import available
+    from grader.engine.submission import submission_name
 
     names = [n for n in available(assignments) if (assignments / n / "examples").is_dir()]
     assert len(names) >= 5 and "submission" in table and "score" in table   # ours, and `grader new flows`

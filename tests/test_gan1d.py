@@ -6,9 +6,9 @@ import pytest
 
 from catalogue import assert_covers, assert_graded_as_intended, batches, replace_function
 from gan1d_variants import ALL_D, ALL_G, ALL_T, VARIANTS
-from grader.config import load_assignment
-from grader.grade import grade
-from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+from grader.engine.assignment import load_assignment
+from grader.engine.grade import grade
+from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 
 REFERENCE = (SOLUTIONS_DIR / "gan1d" / "gan_1d.ipynb").read_text()
 BATCHES = batches(VARIANTS)

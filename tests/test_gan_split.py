@@ -3,9 +3,9 @@ own loss with gan's diagnoses; a file written for the other version is told wher
 import pytest
 
 from conftest import REFERENCE_GAN, shown, write_gan
-from grader.config import load_assignment
-from grader.grade import grade
-from grader.paths import REPO_ROOT
+from grader.engine.assignment import load_assignment
+from grader.engine.grade import grade
+from grader.engine.paths import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "assignments" / "gan_split" / "examples"
 SPLIT = (REPO_ROOT / "solutions" / "gan_split" / "codebase" / "gan.py").read_text()
@@ -53,7 +53,7 @@ def test_a_file_of_the_other_version_is_told_which_assignment_it_fits(split, gan
 
 
 def test_grader_check_finds_the_split_version_from_its_folder(capsys):
-    from grader.cli import main
+    from grader.app.cli import main
 
     assert main(["check", str(REPO_ROOT / "starter" / "gan_split")]) == 1   # the untouched starter fails
     out = capsys.readouterr().out

@@ -4,7 +4,7 @@ import pytest
 from catalogue import batches
 from conftest import REFERENCE_GAN, by_function, write_gan
 from gan_variants import VARIANTS, apply
-from grader.grade import grade
+from grader.engine.grade import grade
 
 BATCHES = batches(VARIANTS)
 

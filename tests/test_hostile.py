@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REFERENCE_GAN, write_gan
-from grader.cli import run_grade
-from grader.grade import grade
-from grader.paths import REPO_ROOT
-from grader.sandbox import bwrap_path
+from grader.app.cli import run_grade
+from grader.engine.grade import grade
+from grader.engine.paths import REPO_ROOT
+from grader.sandbox.runner import bwrap_path
 
 SOLUTION = REPO_ROOT / "solutions" / "gan" / "codebase" / "gan.py"
 HONEST_WITHOUT_MINIMAX = 35   # the three untouched reference functions
@@ -53,7 +53,7 @@ def _children(pid: int) -> list[int]:
 def _idle_servers() -> set[int]:
     """The idle worker servers kept for the next submission: each one's bwrap wrappers and its
     Python process, but none of that process's children (a probe process left behind)."""
-    from grader.sandbox import idle_server_pids
+    from grader.sandbox.runner import idle_server_pids
 
     allowed: set[int] = set()
     for pid in idle_server_pids():
@@ -67,7 +67,7 @@ def _idle_servers() -> set[int]:
                 continue
             if exe == "bwrap":
                 frontier += _children(p)
-            else:   # the server's own helper (grader/worker/contain.py), root and named
+            else:   # the server's own helper (grader/sandbox/worker/contain.py), root and named
                 allowed |= {c for c in _children(p) if _comm(c) == "dgm-as-uid" and os.stat(f"/proc/{c}").st_uid == 0}
     return allowed
 
@@ -99,7 +99,7 @@ def worker_processes() -> list[int]:
 
 
 def _worker_processes_now() -> list[int]:
-    from grader.sandbox import worker_marker
+    from grader.sandbox.runner import worker_marker
 
     marker = f"DGM_WORKER={worker_marker()}".encode()
     idle = _idle_servers()
@@ -347,7 +347,7 @@ def test_parent_refuses_pickles_objects_and_bombs():
 
     import numpy as np
 
-    from grader.sandbox import _outcome, _read_frames, decode_arrays
+    from grader.sandbox.runner import _outcome, _read_frames, decode_arrays
 
     with pytest.raises(ValueError):
         decode_arrays(_npz(x=np.array([{"evil": 1}], dtype=object)))   # would need a pickle
@@ -379,7 +379,7 @@ def test_malformed_probe_output_fails_the_part_without_a_grader_error(gan_assign
     """What the worker returns is checked against the schema the probe declares."""
     import numpy as np
 
-    from grader.probing import validate
+    from grader.sandbox.probing import validate
 
     outputs = gan_assignment.probes["gan.loss"].outputs
     n_d, n_g = (outputs[k].size({"seed": 236})[1] for k in ("d_grad", "g_grad"))
@@ -445,7 +445,7 @@ def reserved_uid_processes() -> list[int]:
 
 
 def _reserved_uid_processes_now() -> list[int]:
-    from grader import isolation
+    from grader.sandbox import isolation
 
     uids = isolation.uid_range()
     ours = os.readlink("/proc/self/ns/pid")
@@ -543,7 +543,7 @@ def _run_autograder(root, python, tmpdir, **extra_env):
 
 @pytest.fixture(scope="module")
 def gan_bundle(tmp_path_factory):
-    from grader.autograder import build
+    from grader.builders.autograder import build
 
     out = tmp_path_factory.mktemp("bundle") / "autograder.zip"
     build("gan", out)
@@ -586,7 +586,7 @@ def test_fake_gradescope_without_bubblewrap_keeps_the_solutions_and_kills_everyt
 
 
 def _private_python() -> bool:
-    from grader import isolation
+    from grader.sandbox import isolation
 
     return not isolation.readable(isolation.interpreter(sys.executable))
 
@@ -654,7 +654,7 @@ def test_a_root_grader_that_can_make_no_barrier_refuses_in_one_line(gan_bundle, 
 def test_the_plan_names_the_missing_barrier_for_an_ordinary_user(monkeypatch):
     """Not root: no uid to switch to, so no server grades two submissions; without bubblewrap, no barrier."""
     from conftest import reset_isolation
-    from grader import isolation
+    from grader.sandbox import isolation
 
     monkeypatch.setattr(isolation, "is_root", lambda: False)
     try:
@@ -752,7 +752,7 @@ def test_nothing_of_one_student_reaches_the_next_even_with_the_same_uid(gan_assi
     """One reserved uid only, so the next student runs as the very uid the last one used: its processes,
     shared memory, keyring key, message queue and files must all be gone."""
     from conftest import reset_isolation
-    from grader import isolation
+    from grader.sandbox import isolation
 
     if mode == "bwrap" and isolation.bwrap_path() is None:
         pytest.skip("bubblewrap not available")
@@ -882,7 +882,7 @@ def test_a_deep_tree_and_many_files_never_reach_the_next_student_with_the_same_u
 def test_the_purge_removes_any_depth_and_any_number_of_entries_and_says_when_it_could_not(tmp_path, monkeypatch):
     import shutil
 
-    from grader.worker import contain
+    from grader.sandbox.worker import contain
 
     uid = 61991
     root = tmp_path / "tmp"
@@ -937,7 +937,7 @@ def loss_minimax(g, d, x_real, *, device):
 '''
     from dataclasses import replace
 
-    from grader.sandbox import Limits
+    from grader.sandbox.runner import Limits
 
     a = replace(gan_assignment, probe_timeout_s=25.0)
     r = grade(a, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", body)),
@@ -984,7 +984,7 @@ def test_memory_the_kernel_charges_counts_toward_the_cap(gan_assignment, tmp_pat
     from dataclasses import replace
 
     from conftest import reset_isolation
-    from grader.sandbox import Limits
+    from grader.sandbox.runner import Limits
 
     if caps == "watchdog":
         monkeypatch.setenv("DGM_NO_CGROUPS", "1")
@@ -1069,8 +1069,8 @@ def test_a_submission_cannot_write_where_its_disk_cap_does_not_look(gan_assignme
     Landlock confines the submission's writes to the folders the caps count; bubblewrap shows no such
     folder at all."""
     from conftest import reset_isolation
-    from grader.sandbox import bwrap_path
-    from grader.worker import contain
+    from grader.sandbox.runner import bwrap_path
+    from grader.sandbox.worker import contain
 
     if bwrap == "bwrap" and (bwrap_path() is None or os.environ.get("DGM_NO_BWRAP")):
         pytest.skip("bubblewrap not available")
@@ -1114,7 +1114,7 @@ def test_a_uid_that_cannot_be_emptied_is_retired_and_the_submission_graded_under
     import threading
 
     from conftest import reset_isolation
-    from grader import isolation
+    from grader.sandbox import isolation
 
     first = isolation.uid_range()[-2]           # two uids of this test process's own range
     monkeypatch.setenv("DGM_NO_BWRAP", "1")
@@ -1169,7 +1169,7 @@ def loss_minimax(g, d, x_real, *, device):
     time.sleep(5)
     raise RuntimeError("the cap never came")
 '''
-    from grader.sandbox import Limits
+    from grader.sandbox.runner import Limits
 
     r = grade(gan_assignment, write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", body)),
               limits=Limits(disk_mb=64))
@@ -1238,7 +1238,7 @@ def test_a_notebook_of_megabytes_costs_what_its_code_costs(tmp_path):
     """Outputs are never parsed as code; a notebook with megabytes of code is refused with a message."""
     import base64
 
-    from grader.config import load_assignment
+    from grader.engine.assignment import load_assignment
 
     a = load_assignment("gan1d")
     nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
@@ -1260,7 +1260,7 @@ def test_a_notebook_of_megabytes_costs_what_its_code_costs(tmp_path):
 
 
 def test_hostile_notebook_cells_are_skipped_with_a_message(tmp_path):
-    from grader.config import load_assignment
+    from grader.engine.assignment import load_assignment
 
     nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
     nb["cells"] += [{"cell_type": "code", "source": {"not": "text"}, "metadata": {}, "outputs": []},
@@ -1372,8 +1372,8 @@ def _structure(md: str) -> list[str]:
 def test_student_text_cannot_change_the_reports_or_the_terminal(gan_assignment, tmp_path, capsys):
     from dataclasses import replace as replaced
 
-    from grader import report
-    from grader.cli import main
+    from grader.app import report
+    from grader.app.cli import main
 
     cls = tmp_path / "class"
     loud = write_gan(cls / "loud", replace_function(REFERENCE_GAN, "loss_minimax", LOUD).replace(
@@ -1404,7 +1404,7 @@ def test_student_text_cannot_change_the_reports_or_the_terminal(gan_assignment, 
             assert results["score"] == 45
     headings = _structure((out / "summary.md").read_text())
     assert headings[0] == "# Summary: 2 submissions" and all(h.startswith("## ") for h in headings[1:])
-    from grader.grade import GradeResult
+    from grader.engine.results import GradeResult
 
     loud_result = GradeResult.from_dict(json.loads((out / "loud" / ".grade-cache.json").read_text())["result"])
     named = replaced(loud_result, submission="```\n# 140 / 140 <script>x</script>", problems=[EVIL_TEXT])
@@ -1440,7 +1440,7 @@ def test_a_grader_stopped_by_sigterm_leaves_no_process_and_no_folder(tmp_path):
     os.chmod(tmpdir, 0o1777)
     request_cleanup = [tmpdir]
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    proc = subprocess.Popen([sys.executable, "-c", "from grader.cli import entry; entry()", "grade",
+    proc = subprocess.Popen([sys.executable, "-c", "from grader.app.cli import entry; entry()", "grade",
                              "--assignment", "gan", "--out", str(tmp_path / "out"), str(cls)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -1705,7 +1705,7 @@ def test_memory_the_watchdog_cannot_see_still_counts_toward_the_cap(gan_assignme
     (socket buffers, unattached System V segments, memfd files behind a one-page mapping) against a
     256 MB cap. In Gradescope's 768 MB container the kernel then kills someone: maybe the grader."""
     from conftest import reset_isolation
-    from grader.sandbox import Limits
+    from grader.sandbox.runner import Limits
 
     monkeypatch.setenv("DGM_NO_CGROUPS", "1")
     reset_isolation()
@@ -1790,7 +1790,7 @@ def test_a_package_installed_after_the_readable_copy_was_made_is_in_the_next_cop
     package folders, so a probe uid's Python sees what the grader's sees (a stale copy lacked pytest-xdist)."""
     import shutil
 
-    from grader import isolation
+    from grader.sandbox import isolation
 
     top = Path(f"/var/tmp/dgm-copytest-{os.getpid()}")
     try:

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_packages_gan_py_and_latest_grid_of_each_run(hw):
 
 
 def test_submission_zip_grades(hw, gan_assignment):
-    from grader.grade import grade
+    from grader.engine.grade import grade
 
     assert run(hw / "gan").returncode == 0
     result = grade(gan_assignment, hw / "gan" / "gan_submission.zip")

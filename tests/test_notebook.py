@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from grader.notebook import NotebookError, extract
+from grader.engine.notebook import NotebookError, extract
 
 
 def nb(*cells: str) -> str:
@@ -44,7 +44,7 @@ def test_not_a_notebook(text):
 def test_outputs_are_skipped_without_being_parsed():
     """Figures weigh what they weigh: outputs are cut from the text before it is parsed, in one pass
     that respects strings (an "outputs" inside a source or a key of the metadata stays)."""
-    from grader.notebook import without_outputs
+    from grader.engine.notebook import without_outputs
 
     heavy = {"data": {"image/png": "A" * (8 << 20)}, "text": ']"[}\\'}
     nb = {"cells": [{"cell_type": "code", "source": ["x = '\"outputs\": [1, 2'\n"], "outputs": [heavy],
@@ -62,9 +62,9 @@ def test_outputs_are_skipped_without_being_parsed():
 
 def test_a_notebook_heavier_than_20_mb_is_graded_on_its_code(tmp_path):
     """A correct notebook whose figures weigh 40 MB gets full marks on its code."""
-    from grader.config import load_assignment
-    from grader.grade import grade
-    from grader.paths import REPO_ROOT
+    from grader.engine.assignment import load_assignment
+    from grader.engine.grade import grade
+    from grader.engine.paths import REPO_ROOT
 
     nb = json.loads((REPO_ROOT / "assignments" / "gan1d" / "examples" / "frank_correct.ipynb").read_text())
     figure = {"output_type": "display_data", "metadata": {},

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from grader.paths import REPO_ROOT
-from grader.release import LeakError, build, scan, secrets
+from grader.builders.release import LeakError, build, scan, secrets
+from grader.engine.paths import REPO_ROOT
 
 SOLUTION_LINE = "d_loss = -F.logsigmoid(d_real).mean() - F.logsigmoid(-d_fake).mean()"
 
@@ -26,7 +26,7 @@ def test_the_bundle_has_what_students_need_and_nothing_hidden(bundle):
                 "vae/vae_wake_sleep.ipynb", "gan/make_submission.sh", "gan/gan_answers.yaml",
                 "gan/README.md", "gan1d/README.md", "vae/README.md", "gan_split/README.md",
                 "grader/data/assignments/gan/checks.py", "grader/data/assignments/gan/probes.py",
-                "grader/data/assignments/gan/fixtures.py", "grader/worker/main.py",
+                "grader/data/assignments/gan/fixtures.py", "grader/sandbox/worker/main.py",
                 "grader/data/assignments/gan/assignment.yaml", "grader/data/starter/gan/codebase/utils.py",
                 "gan_split/codebase/gan.py", "gan_split/codebase/network.py",
                 "gan_split/make_submission.sh", "grader/data/assignments/gan_split/assignment.yaml"):
@@ -109,7 +109,7 @@ def test_a_planted_secret_stops_the_release_and_is_named(tmp_path, plant, names)
 
 
 def test_release_cli_refuses_a_non_empty_folder(tmp_path, capsys):
-    from grader.cli import main
+    from grader.app.cli import main
 
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "keep.txt").write_text("mine")
@@ -138,7 +138,7 @@ def test_grader_check_works_from_an_installed_bundle(bundle, tmp_path):
     shutil.rmtree(out / "grader")  # the installed copy must stand alone, not lean on the bundle folder
 
     def grader(*args, cwd=work):
-        return subprocess.run([sys.executable, "-c", "from grader.cli import entry; entry()", *args], cwd=cwd,
+        return subprocess.run([sys.executable, "-c", "from grader.app.cli import entry; entry()", *args], cwd=cwd,
                               capture_output=True, text=True, timeout=300, env=env)
 
     first = grader("check")
@@ -153,7 +153,7 @@ def test_grader_check_works_from_an_installed_bundle(bundle, tmp_path):
         refused = grader(*command)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, (command, refused.stderr)
         assert "Traceback" not in refused.stderr and "grader: error:" in refused.stderr
-    where = subprocess.run([sys.executable, "-c", "import grader.paths as p; print(p.IS_BUNDLE, p.SOLUTIONS_DIR.exists())"],
+    where = subprocess.run([sys.executable, "-c", "import grader.engine.paths as p; print(p.IS_BUNDLE, p.SOLUTIONS_DIR.exists())"],
                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert where.stdout.split() == ["True", "False"]
 

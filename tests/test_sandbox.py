@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 
 from conftest import REFERENCE_GAN, by_function, write_gan
-from grader.grade import grade
-from grader.paths import REPO_ROOT
-from grader.sandbox import Limits, bwrap_path
+from grader.engine.grade import grade
+from grader.engine.paths import REPO_ROOT
+from grader.sandbox.runner import Limits, bwrap_path
 
 FAST = Limits(timeout_s=3.0)
 
@@ -87,7 +87,7 @@ def _sleepers(token: str) -> list[int]:
 @pytest.mark.parametrize("use_bwrap", [True, False], ids=["bwrap", "no-bwrap"])
 def test_forged_results_and_detached_children_do_not_survive(gan_assignment, tmp_path, monkeypatch, use_bwrap,
                                                              request):
-    from grader import sandbox
+    from grader.sandbox import runner as sandbox
 
     if use_bwrap and sandbox.bwrap_path() is None:
         pytest.skip("bubblewrap not available")
@@ -107,7 +107,7 @@ def loss_minimax(g, d, x_real, *, device):
     subprocess.Popen(["sleep", "{token}"], start_new_session=True)
     raise RuntimeError("gave up")
 '''
-    from grader.cli import run_grade
+    from grader.app.cli import run_grade
 
     sub = write_gan(tmp_path / "s", replace_function(REFERENCE_GAN, "loss_minimax", forge))
     [r] = run_grade(assignment=gan_assignment, submissions=[sub], out=out, quiet=True)
@@ -119,7 +119,7 @@ def loss_minimax(g, d, x_real, *, device):
 
 
 def test_grading_twice_gives_the_same_results(gan_assignment, tmp_path):
-    from grader.report import results_json
+    from grader.app.report import results_json
 
     sub = write_gan(tmp_path / "s", REFERENCE_GAN)
     a, b = (results_json(grade(gan_assignment, sub)) for _ in range(2))
@@ -132,7 +132,7 @@ def test_grading_twice_gives_the_same_results(gan_assignment, tmp_path):
 def test_a_server_that_dies_under_a_probe_gets_one_more_try(gan_assignment, tmp_path, monkeypatch):
     """The server may die of something else (the OOM killer, another grading thread's probe without
     bubblewrap): the probe it was running is tried once more on a fresh server before it is blamed."""
-    from grader import sandbox
+    from grader.sandbox import runner as sandbox
 
     real_run = sandbox.WorkerServer.run
     calls = []
@@ -163,7 +163,7 @@ def test_a_server_that_dies_under_a_probe_gets_one_more_try(gan_assignment, tmp_
 
 
 def test_a_sandbox_that_cannot_start_fails_every_part_with_its_error(gan_assignment, tmp_path, monkeypatch):
-    from grader import sandbox
+    from grader.sandbox import runner as sandbox
 
     sandbox.shutdown_pool()
     monkeypatch.setattr(sandbox, "_bootstrap", lambda *a: "import sys\nsys.stderr.write('no torch here')\nsys.exit(1)\n")
@@ -177,7 +177,7 @@ def test_a_sandbox_that_cannot_start_fails_every_part_with_its_error(gan_assignm
 
 
 def test_a_chatty_server_never_stalls_on_a_full_stderr_pipe(gan_assignment, tmp_path, monkeypatch):
-    from grader import sandbox
+    from grader.sandbox import runner as sandbox
 
     real = sandbox._bootstrap
     sandbox.shutdown_pool()
@@ -197,8 +197,8 @@ def test_the_zygote_forks_servers_and_reports_how_they_ended(tmp_path):
     import signal
     import sys
 
-    from grader import forkserver
-    from grader.sandbox import PACKAGE
+    from grader.sandbox import forkserver
+    from grader.sandbox.runner import PACKAGE
 
     zygote = forkserver.get()
     assert zygote is not None, "conftest forks the zygote first thing"
@@ -216,7 +216,7 @@ def test_the_zygote_forks_servers_and_reports_how_they_ended(tmp_path):
     os.killpg(server.pid, signal.SIGKILL)
     assert server.wait(timeout=10) == -signal.SIGKILL
     server.stdin.close()
-    from grader import reference
+    from grader.engine import reference
 
     reference.load_path(REPO_ROOT / "solutions" / "gan" / "codebase" / "gan.py")
     assert forkserver.secrets_loaded(), "a process that loaded a reference must fork no zygote"

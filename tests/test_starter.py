@@ -1,12 +1,12 @@
 """starter/ is exactly what the generator makes from solutions/, and holds no solution text."""
 import pytest
 
-from grader import starter
-from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+from grader.builders import starter
+from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 
 
 def test_starter_is_in_sync_with_solutions():
-    assert starter.stale() == [], "starter/ is stale: run python -m grader.starter"
+    assert starter.stale() == [], "starter/ is stale: run python -m grader.builders.starter"
 
 
 def test_no_solution_line_reaches_the_starter():
@@ -63,7 +63,7 @@ def test_every_todo_of_the_course_says_what_to_do_in_words():
 def test_one_self_contained_folder_per_assignment_in_starter_and_solutions():
     """starter/<name>/ holds the student's files, the statement and a make_submission.sh naming <name>;
     solutions/ has the same folders and nothing at the top of either."""
-    from grader.config import available
+    from grader.engine.assignment import available
 
     names = set(available())
     assert {p.name for p in STARTER_DIR.iterdir() if p.name != "__pycache__"} == names

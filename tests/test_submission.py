@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from grader.submission import SubmissionError, load_submission
+from grader.engine.submission import SubmissionError, load_submission
 
 REQ = ("codebase/gan.py",)
 
@@ -74,7 +74,7 @@ def test_corrupt_zip_is_refused(tmp_path):
 
 def test_zip_bomb_is_capped(tmp_path, monkeypatch):
     """(safe_extract is what the bounded helper runs; the cap is lowered here, in this process.)"""
-    import grader.submission as s
+    import grader.engine.submission as s
 
     monkeypatch.setattr(s, "MAX_TOTAL_BYTES", 1000)
     buf = io.BytesIO()

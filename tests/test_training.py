@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from grader.paths import SOLUTIONS_DIR
+from grader.engine.paths import SOLUTIONS_DIR
 from idx import write_idx
 
 sys.path.insert(0, str(SOLUTIONS_DIR / "gan"))

@@ -4,9 +4,9 @@ import shutil
 import pytest
 
 from catalogue import assert_covers, assert_graded_as_intended, batches, replace_function
-from grader.config import load_assignment
-from grader.grade import grade
-from grader.paths import SOLUTIONS_DIR, STARTER_DIR
+from grader.engine.assignment import load_assignment
+from grader.engine.grade import grade
+from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 from idx import write_idx
 from vae_variants import IWAE, KL, SLEEP, TRAIN, VARIANTS, WAKE
 

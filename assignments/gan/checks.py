@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from grader.checks import CheckContext, CheckResult, check
+from grader.engine.checks import CheckContext, CheckResult, check
 
 from . import fixtures
 
@@ -333,8 +333,8 @@ def penalty_gradient(ctx: CheckContext) -> CheckResult:
     The critic terms E[D(G(z))] - E[D(x)] are recomputed here on the recorded draws; if d_loss's gradient
     is theirs alone while its value holds more (a penalty), the penalty was computed without create_graph.
     """
-    from grader.compare import close, close_vector
-    from grader.probing import flat_grad
+    from grader.engine.compare import close, close_vector
+    from grader.sandbox.probing import flat_grad
 
     a = ctx.outputs
     interp = find_interpolation(ctx)

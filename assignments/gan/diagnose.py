@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.compare import fmt
+from grader.engine.compare import fmt
 
 from .checks import TINY, Terms
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from grader.probing import seeded_init
+from grader.sandbox.probing import seeded_init
 
 BATCH = 32
 DIM_Z = 64

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grader import reference
-from grader.checks import CheckContext, CheckResult, check
-from grader.compare import close, close_vector, compare, fmt, relative_error
-from grader.probing import InputRecorder, flat_grad
+from grader.engine import reference
+from grader.engine.checks import CheckContext, CheckResult, check
+from grader.engine.compare import close, close_vector, compare, fmt, relative_error
+from grader.sandbox.probing import InputRecorder, flat_grad
 
 from . import fixtures
 from .checks import (

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 import torch
 
-from grader.probing import InputRecorder, Out, flat_grad, probe
+from grader.sandbox.probing import InputRecorder, Out, flat_grad, probe
 
 from . import fixtures
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.checks import CheckContext, CheckResult, check
+from grader.engine.checks import CheckContext, CheckResult, check
 
 from .fixtures import KINDS, logit_cases
 

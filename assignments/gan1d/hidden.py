@@ -7,9 +7,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grader import reference
-from grader.checks import CheckContext, CheckResult, check
-from grader.compare import close, close_vector, compare
+from grader.engine import reference
+from grader.engine.checks import CheckContext, CheckResult, check
+from grader.engine.compare import close, close_vector, compare
 
 from .checks import LOSS_KEYS
 from .fixtures import KINDS, ProbeGenerator, logit_cases

@@ -12,7 +12,7 @@ train returns:
 import numpy as np
 import torch
 
-from grader.probing import Out, UpdateRecorder, probe
+from grader.sandbox.probing import Out, UpdateRecorder, probe
 
 from .fixtures import KINDS, ProbeDiscriminator, ProbeGenerator, logit_cases
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grader.checks import CheckContext, CheckResult, check
-from grader.compare import allclose
+from grader.engine.checks import CheckContext, CheckResult, check
+from grader.engine.compare import allclose
 
 from .fixtures import BATCH, KS, LATENT, exact_log_px, kl_cases, make_images, make_model
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from grader.probing import seeded_init
+from grader.sandbox.probing import seeded_init
 
 LATENT = 2
 BATCH = 64       # 128 recovered noise values per draw: enough to tell sigma from sigma^2 or U[0, 1] from N(0, 1)

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import torch
 
-from grader import reference
-from grader.checks import CheckContext, CheckResult, check
-from grader.compare import allclose, close, close_vector, compare
+from grader.engine import reference
+from grader.engine.checks import CheckContext, CheckResult, check
+from grader.engine.compare import allclose, close, close_vector, compare
 
 from .checks import (
     IWAE_KEYS,

@@ -13,7 +13,7 @@ Arrays returned:
 import numpy as np
 import torch
 
-from grader.probing import Out, UpdateRecorder, flat_grad, probe
+from grader.sandbox.probing import Out, UpdateRecorder, flat_grad, probe
 
 from .fixtures import BATCH, EXTREME_LOGIT_SCALE, KS, kl_cases, make_images, make_model
 

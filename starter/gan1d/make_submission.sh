@@ -19,9 +19,9 @@ if [ -z "$PY" ]; then
   echo "make_submission: error: python is not on your PATH (activate your environment first)" >&2
   exit 1
 fi
-if ! "$PY" -c "import grader.package" 2>/dev/null; then
+if ! "$PY" -c "import grader.builders.package" 2>/dev/null; then
   echo "make_submission: error: the grader is not installed in this Python ($PY);" \
        "install your homework bundle first (pip install <bundle folder>)" >&2
   exit 1
 fi
-exec "$PY" -m grader.package ${ASSIGNMENT:+--folder-of "$ASSIGNMENT"} "$@"
+exec "$PY" -m grader.builders.package ${ASSIGNMENT:+--folder-of "$ASSIGNMENT"} "$@"

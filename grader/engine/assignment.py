@@ -3,7 +3,7 @@ naming the file and the key, and never at a student's expense.
 
 An assignment is one folder, ``assignments/<name>/``::
 
-    assignment.yaml   parts, tests, points, files, training runs (keys: grader/config.py)
+    assignment.yaml   parts, tests, points, files, training runs (keys: grader/engine/config.py)
     README.md         the statement
     fixtures.py       inputs both sides rebuild from a seed (probe nets, batches); optional
     probes.py         sandbox side: @probe functions that call student code, with their schemas
@@ -26,21 +26,24 @@ import types
 from dataclasses import replace
 from pathlib import Path
 
+from ..sandbox.probing import ProbeSpec, declares
+from ..sandbox.probing import specs_in as probe_specs
 from . import answer_checks
+from .answers import AnswersError, load_template
 from .checks import CheckSpec
 from .checks import specs_in as check_specs
-from .config import Assignment, ConfigError, parse_assignment, read_yaml
+from .config import Assignment, ConfigError, parse_assignment, read_yaml, reference_path
 from .paths import ASSIGNMENTS_DIR
-from .probing import ProbeSpec, declares
-from .probing import specs_in as probe_specs
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SANDBOX_MODULES = ("fixtures", "probes")       # what the sandbox sees of an assignment
 BUILTIN_PROBES = ("answers",)                   # parts graded from data alone: no student code runs
 
 
-def available(root: Path = ASSIGNMENTS_DIR) -> list[str]:
-    """Names of the assignments under ``root`` (folders holding an assignment.yaml)."""
+def available(root: Path | None = None) -> list[str]:
+    """Names of the assignments under ``root`` (folders holding an assignment.yaml; default: this
+    repository's or bundle's)."""
+    root = ASSIGNMENTS_DIR if root is None else root
     return sorted(p.parent.name for p in Path(root).glob("*/assignment.yaml") if NAME.match(p.parent.name))
 
 
@@ -72,16 +75,6 @@ def import_part(root: Path, name: str, module: str) -> types.ModuleType | None:
         raise ConfigError(f"{path}: does not import ({type(err).__name__}: {err})") from err
 
 
-def solution_path(a: Assignment, rel: str, root: Path = ASSIGNMENTS_DIR) -> Path:
-    """The file ``rel`` of ``a``'s student folder as it lies in solutions/ (which mirrors starter/)."""
-    return Path(root).parent / "solutions" / a.name / rel
-
-
-def reference_path(a: Assignment, root: Path = ASSIGNMENTS_DIR) -> Path:
-    """Where the reference solution of ``a``'s module lies."""
-    return solution_path(a, a.module, root)
-
-
 @functools.lru_cache(maxsize=64)
 def read(name: str, root: Path = ASSIGNMENTS_DIR) -> Assignment:
     """The assignment.yaml of ``name`` alone, parsed and checked, its modules not imported (no torch):
@@ -94,6 +87,11 @@ def read(name: str, root: Path = ASSIGNMENTS_DIR) -> Assignment:
     if a.name != name:
         raise ConfigError(f"{yaml_path}: name: {a.name!r} must be the folder's name, {name!r}")
     return replace(a, folder=root / name)
+
+
+def load_assignment(name: str, root: Path | None = None) -> Assignment:
+    """The assignment ``name`` under ``root`` (default: this repository's or bundle's), loaded by :func:`load`."""
+    return load(name, Path(root) if root is not None else ASSIGNMENTS_DIR)
 
 
 @functools.lru_cache(maxsize=64)
@@ -191,8 +189,6 @@ def _check_reads(spec: CheckSpec, kind: str, probes: dict[str, ProbeSpec], at: s
 
 
 def _check_answer_item(a: Assignment, test, folder: Path, root: Path, at: str) -> None:
-    from .answers import AnswersError, load_template
-
     item = (test.args or {}).get("item")
     template = Path(root).parent / a.starter / a.answers
     try:

@@ -5,7 +5,7 @@ descriptions, and returns one :class:`ProbeOutcome` per probe. The worker is a
 server that imports torch once and grades submission after submission
 (:class:`WorkerServer`, kept in a pool, one per grading thread), so a class of
 hundreds does not pay a cold torch import each. What isolates it is decided in
-:mod:`grader.isolation`; each layer is used where available and listed in
+:mod:`grader.sandbox.isolation`; each layer is used where available and listed in
 :attr:`WorkerRun.layers`:
 
 * a separate process (always); resource limits and a per-probe timeout (POSIX);
@@ -44,9 +44,9 @@ from . import forkserver, isolation
 from .isolation import bwrap_path, fork_mode  # noqa: F401  (re-exported: tests and the CLI ask here)
 from .worker import cgroups, contain
 
-PACKAGE = Path(__file__).resolve().parent
-WORKER_PKG = PACKAGE / "worker"
-SHARED = ("__init__.py", "probing.py")       # of the grader package, what the sandbox may import
+PACKAGE = Path(__file__).resolve().parent.parent   # grader/ (this is grader/sandbox/runner.py)
+WORKER_PKG = PACKAGE / "sandbox" / "worker"
+SHARED = ("__init__.py", "sandbox/__init__.py", "sandbox/probing.py")   # of grader/, what the sandbox may import
 STATUSES = ("ok", "error", "timeout", "crashed", "missing")
 THP = "/sys/kernel/mm/transparent_hugepage"
 TEMP_PREFIX = "dgm-"
@@ -75,6 +75,14 @@ class ProbeCode:
     root: Path
     files: tuple[str, ...]
     preload: tuple[str, ...] = ()   # libraries the starter imports, loaded once by each server
+
+    @classmethod
+    def for_starter(cls, package: str, root: Path, files: tuple[str, ...], starter: bytes) -> ProbeCode:
+        """The probe code, with the libraries that code like ``starter`` (the starter's graded module,
+        public) imports as its preload."""
+        from .worker.main import preload_plan
+
+        return cls(package, root, files, tuple(preload_plan(starter)))
 
 
 @dataclass
@@ -135,7 +143,7 @@ def _bootstrap(code_parent: str, sys_paths: list[str]) -> str:
         "import sys\n"
         "sys.path[:] = [p for p in sys.path if p not in ('', '.')]  # nothing from the scratch folder\n"
         f"sys.path[:0] = [{code_parent!r}] + [p for p in {sys_paths!r} if p not in sys.path]\n"
-        "from grader.worker.main import main\n"
+        "from grader.sandbox.worker.main import main\n"
         "main(sys.argv[1])\n"
     )
 
@@ -188,7 +196,7 @@ def _command(stage: Path, scratch: Path, repo_root: Path, limits: Limits,
         binds = [p for p in sys_paths if not p.startswith(("/usr/", "/lib", "/bin", "/etc/"))]
         binds = [p for p in binds if not any(p.startswith(q + os.sep) for q in binds)]
         # the worker and what it may import of the grader, and the probe code: nothing else of the repository
-        files = [(str(WORKER_PKG), "/opt/dgm/grader/worker")]
+        files = [(str(WORKER_PKG), "/opt/dgm/grader/sandbox/worker")]
         files += [(str(PACKAGE / f), f"/opt/dgm/grader/{f}") for f in SHARED]
         files += [(str(code.root / f), f"/opt/dgm/probes/{f}") for f in code.files] if code else []
         cmd += _parent_dirs([*binds, *(dest for _, dest in files)])
@@ -544,7 +552,7 @@ class WorkerServer:
         if bwrap_path() is None:
             _become_subreaper()
         with _ACTIVE_LOCK:
-            if zygote is not None:   # forked: torch's pages shared with the grader (see grader.forkserver)
+            if zygote is not None:   # forked: torch's pages shared with the grader (see grader.sandbox.forkserver)
                 self.proc = zygote.spawn(cmd[-1], env, str(self.scratch),
                                          [str(PACKAGE.parent), *_python_paths(repo_root)])
             else:
@@ -698,7 +706,7 @@ def _release(server: WorkerServer, key: tuple, reusable: bool) -> None:
 def start_zygote(sources: tuple[bytes, ...] = ()) -> bool:
     """Fork the zygote now when this machine's servers would be its forks (Linux, no bubblewrap,
     this interpreter): one torch in memory for the grader and its servers. Call it first thing in
-    an entry point, before anything secret is read (:func:`grader.forkserver.start` refuses after).
+    an entry point, before anything secret is read (:func:`grader.sandbox.forkserver.start` refuses after).
     ``sources``: public code like the students', whose libraries are imported first and shared."""
     if not would_fork():
         return False

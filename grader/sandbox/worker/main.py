@@ -185,7 +185,7 @@ def _install_code(code: dict | None) -> None:
 
 def probe_function(probe: dict, code: dict | None):
     """The function of the probe kind ``probe["kind"]`` declared in module ``probe["module"]`` (imported now)."""
-    from grader.probing import specs_in
+    from grader.sandbox.probing import specs_in
 
     if not code:
         raise LookupError("no probe code was given to the worker")

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from ..sandbox import bounded
+
 KINDS = ("choices", "bool", "number", "expression")
 MAX_BYTES = 64 << 10
 FUNCS = {"log": math.log, "ln": math.log, "exp": math.exp, "sqrt": math.sqrt, "abs": abs,
@@ -158,9 +160,10 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+@bounded.task(AnswersError)
 def untrusted_items(text: str, where: str) -> dict[str, list]:
     """:func:`_items` of a student's file, as plain data, with expansions refused (runs in a bounded
-    helper process: see :mod:`grader.bounded`)."""
+    helper process: see :mod:`grader.sandbox.bounded`)."""
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise AnswersError(f"{where} is larger than {MAX_BYTES >> 10} KB")
     _refuse_expansions(text, where)
@@ -248,12 +251,10 @@ def _sample_points(item: Item) -> list[dict[str, float]]:
 def read_answers(text: str, template: dict[str, Item], where: str) -> tuple[dict[str, Any], list[str]]:
     """(item id -> canonical answer or None if left blank, problems); AnswersError for a broken file.
 
-    The student's text is parsed in a bounded helper process (:mod:`grader.bounded`).
+    The student's text is parsed in a bounded helper process (:mod:`grader.sandbox.bounded`).
     """
-    from . import bounded
-
     try:
-        given = {k: (v, line) for k, (v, line) in bounded.call("answers_items", text=text, where=where).items()}
+        given = {k: (v, line) for k, (v, line) in bounded.call(untrusted_items, text=text, where=where).items()}
     except bounded.InputTooLarge as err:
         raise AnswersError(f"{where}: {err}") from err
     unknown = [i for i in given if i not in template]

@@ -5,26 +5,23 @@ with pinned dependencies; torch from the CPU index unless ``--torch-index`` or
 ``DGM_TORCH_INDEX`` says otherwise), ``SECURITY.md`` (what isolates student code
 there: a uid per submission, since Docker forbids bubblewrap's namespaces),
 ``run_autograder`` (grades
-``/autograder/submission`` into ``/autograder/results/results.json``), and the
-grader's source with the hidden material: hidden checks, reference solutions,
-answer keys. ``run_autograder`` writes a valid results file even when the
-grader itself cannot run. Set ``AUTOGRADER_ROOT`` (default ``/autograder``) and
-``AUTOGRADER_PYTHON`` (default: the setup's virtual environment) to try it
-outside Gradescope.
+``/autograder/submission`` into ``/autograder/results/results.json`` with
+:mod:`grader.app.gradescope`), and the grader's source with the hidden material:
+hidden checks, reference solutions, answer keys. ``run_autograder`` writes a
+valid results file even when the grader itself cannot run. Set
+``AUTOGRADER_ROOT`` (default ``/autograder``) and ``AUTOGRADER_PYTHON`` (default:
+the setup's virtual environment) to try it outside Gradescope.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import traceback
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from .isolation import DEFAULT_UID_RANGE
-from .paths import REPO_ROOT
+from ..engine.paths import REPO_ROOT
+from ..sandbox.isolation import DEFAULT_UID_RANGE
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_PACKAGES = ("torch", "torchvision")
@@ -84,7 +81,7 @@ rm -f "$RESULTS"
 chmod go-rwx "$ROOT/source" 2>/dev/null || true
 cd "$ROOT/source" || true
 PYTHONPATH="$ROOT/source${{PYTHONPATH:+:$PYTHONPATH}}" timeout {timeout_s} \\
-  "$PY" -m grader.autograder run --assignment {assignment} \\
+  "$PY" -m grader.app.gradescope run --assignment {assignment} \\
   --submission "$ROOT/submission" --results "$RESULTS"
 status=$?
 if ! "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); assert isinstance(d, dict) and "tests" in d' \\
@@ -164,7 +161,7 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
     ``torch_index``: the package index setup.sh installs torch from (``pypi``: pip's
     own configuration), written to torch_index.txt; None keeps the CPU index.
     """
-    from .config import load_assignment
+    from ..engine.assignment import load_assignment
 
     a = load_assignment(assignment, repo_root / "assignments")   # a clear error for an unknown name
     from .release import project_dependencies
@@ -202,84 +199,3 @@ def build(assignment: str, out: Path, repo_root: Path = REPO_ROOT, timeout_s: in
             zf.writestr(info, content.read_bytes() if isinstance(content, Path) else content)
     os.replace(tmp, out)
     return list(members)
-
-
-def _fallback(message: str, detail: str) -> dict:
-    """A valid Gradescope result saying the grader failed, with the details for staff only."""
-    return {"score": 0, "output": message, "visibility": "visible", "stdout_visibility": "hidden",
-            "tests": [{"name": "Autograder error (staff only)", "score": 0, "max_score": 0, "status": "failed",
-                       "output": detail[-8000:], "visibility": "hidden", "tags": ["grader-error"]}]}
-
-
-def run(assignment: str, submission: Path, results: Path) -> int:
-    """Grade one Gradescope submission folder into ``results``; always writes a valid file.
-
-    Imports the rest of the grader inside the guard, so that even a grader that
-    cannot be imported yields a result for the student and a traceback for staff.
-    """
-    try:
-        from .grade import start_zygote
-
-        start_zygote([assignment])   # before anything secret is read: one torch for grader and worker
-        from . import report
-        from .config import load_assignment
-        from .grade import grade
-
-        a = load_assignment(assignment)
-        r = grade(a, submission, name="submission", hidden=(results.parent,))
-        data = report.results_json(r)
-        code = 3 if r.grader_errors else 0
-    except BaseException:  # noqa: BLE001 - the student must get a valid result, staff the traceback
-        data = _fallback("The autograder failed on this submission. Course staff have been told; "
-                         "your upload is kept and will be graded.", traceback.format_exc())
-        code = 3
-    results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.with_name(results.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, results)
-    return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m grader.autograder run ...``: the entry point of ``run_autograder``."""
-    parser = argparse.ArgumentParser(prog="python -m grader.autograder")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="grade one Gradescope submission folder")
-    p.add_argument("--assignment", required=True)
-    p.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
-    p.add_argument("--results", type=Path, default=Path("/autograder/results/results.json"))
-    args = parser.parse_args(argv)
-    return run(args.assignment, args.submission, args.results)
-
-
-def _clean_start() -> None:
-    """As ``grader``'s entry does: where servers are forked from a zygote, start over with nothing of
-    the caller's environment or arguments, fork the zygote first, then take them back."""
-    from . import forkserver
-
-    names = forkserver.clean_start()
-    if names is not None:
-        from .grade import start_zygote
-
-        start_zygote(names)
-        forkserver.restore()
-        return
-    argv = sys.argv[1:]
-    name = argv[argv.index("--assignment") + 1] if "--assignment" in argv[:-1] else ""
-    try:
-        from .sandbox import would_fork
-
-        if name and would_fork():
-            forkserver.reexec_clean("grader.autograder", [name])
-    except Exception:  # noqa: BLE001 - the run itself meets the same problem and reports it
-        return
-
-
-if __name__ == "__main__":
-    from .isolation import run_then_clean_up
-
-    _clean_start()
-    code = run_then_clean_up(main)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -96,8 +96,8 @@ class Outputs(Mapping):
 class CheckContext:
     """Everything a check may look at."""
 
-    assignment: Any                 # grader.config.Assignment
-    part: Any                       # grader.config.Part
+    assignment: Any                 # grader.engine.config.Assignment
+    part: Any                       # grader.engine.config.Part
     outputs: Mapping[str, np.ndarray]
     args: dict                      # the probe's arguments (function, seed, the part's args)
     test_args: dict = field(default_factory=dict)   # the test's own arguments from assignment.yaml

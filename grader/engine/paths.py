@@ -7,7 +7,7 @@ from a plain ``pip install`` as well as an editable one; it has no solutions.
 """
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent   # grader/ (this is grader/engine/paths.py)
 BUNDLE_DATA = PACKAGE_DIR / "data"
 IS_BUNDLE = not (PACKAGE_DIR.parent / "assignments").is_dir() and (BUNDLE_DATA / "assignments").is_dir()
 REPO_ROOT = BUNDLE_DATA if IS_BUNDLE else PACKAGE_DIR.parent

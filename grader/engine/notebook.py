@@ -18,6 +18,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..sandbox import bounded
+
 # calls allowed in a kept constant assignment: cheap, side-effect free constructors
 CHEAP_CALLS = {
     "torch.device", "torch.cuda.is_available", "torch.backends.mps.is_available", "torch.tensor",
@@ -247,6 +249,7 @@ def _matching_bracket(text: str, start: int) -> int:
     return -1
 
 
+@bounded.task(NotebookError)
 def extract_plain(path: str, graded: list[str]) -> dict:
     """:func:`extract` of the notebook file at ``path`` as plain data (run in a bounded helper process).
 

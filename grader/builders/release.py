@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
-from .config import available, load_assignment
-from .paths import REPO_ROOT
+from .. import __version__
+from ..engine.assignment import available, load_assignment
+from ..engine.paths import REPO_ROOT
 from .starter import ANSWER_LINE, BEGIN, END
 
 HIDDEN_MODULE = re.compile(r"^hidden\.py$")
@@ -234,7 +234,7 @@ requires-python = ">=3.10"
 dependencies = {dependencies}
 
 [project.scripts]
-grader = "grader.cli:entry"
+grader = "grader.app.cli:entry"
 
 [tool.setuptools.packages.find]
 include = ["grader*"]
@@ -243,7 +243,9 @@ include = ["grader*"]
 grader = ["data/**/*", "py.typed"]
 """
 
-INSTRUCTOR_ONLY = ("release.py", "autograder.py", "starter.py", "scaffold.py")   # need solutions/; useless to students
+# of grader/: they need solutions/ or run only on Gradescope, and are useless to students
+INSTRUCTOR_ONLY = ("builders/release.py", "builders/autograder.py", "builders/starter.py", "builders/scaffold.py",
+                   "app/gradescope.py")
 
 
 def project_dependencies(repo_root: Path = REPO_ROOT) -> list[str]:
@@ -259,8 +261,8 @@ def project_dependencies(repo_root: Path = REPO_ROOT) -> list[str]:
 def _copy_package(repo_root: Path, dest: Path) -> None:
     def ignore(folder: str, names: list[str]) -> set[str]:
         skip = {n for n in names if n == "__pycache__" or n == "data" or HIDDEN_MODULE.search(n)}
-        if Path(folder).resolve() == (repo_root / "grader").resolve():
-            skip |= {n for n in names if n in INSTRUCTOR_ONLY}
+        here = Path(folder).resolve().relative_to((repo_root / "grader").resolve())
+        skip |= {n for n in names if (here / n).as_posix() in INSTRUCTOR_ONLY}
         return skip
 
     shutil.copytree(repo_root / "grader", dest, ignore=ignore)

@@ -12,7 +12,7 @@ Clean by construction: :func:`start` refuses to fork once the grader has
 loaded anything of an assignment (its modules in ``sys.modules``), so the
 servers, and the student code they fork, can find nothing secret in their own
 memory. Where the zygote cannot be used (bubblewrap must exec its sandbox; a
-different worker interpreter; not started early), :mod:`grader.sandbox` execs
+different worker interpreter; not started early), :mod:`grader.sandbox.runner` execs
 its servers as before.
 
 Protocol on a Unix socket pair: the grader sends a length-prefixed JSON
@@ -119,7 +119,7 @@ def _server_main(request: dict, fds: tuple[int, int, int]) -> None:
     os.chdir(request["cwd"])
     sys.path[:] = list(request["sys_path"])
     sys.argv = ["dgm-worker"]
-    from grader.worker.main import main
+    from grader.sandbox.worker.main import main
 
     main(request["config"])
 
@@ -262,7 +262,7 @@ class Zygote:
                 raise ForkServerError(f"the worker zygote is gone ({err})") from err
 
     def spawn(self, config: str, env: dict[str, str], cwd: str, sys_path: list[str]) -> Server:
-        """Fork a worker server that runs ``grader.worker.main.main(config)``."""
+        """Fork a worker server that runs ``grader.sandbox.worker.main.main(config)``."""
         reply, fds = self._ask({"op": "spawn", "config": config, "env": env, "cwd": cwd,
                                 "sys_path": sys_path}, want_fds=3)
         if "pid" not in reply or len(fds) != 3:
@@ -396,8 +396,8 @@ def start(sources: tuple[bytes, ...] = ()) -> bool:
             return False
         for name in PRELOAD:
             __import__(name)
-        import grader.probing  # noqa: F401  (every server imports it; the fork shares it)
-        from grader.worker.main import preload_for
+        import grader.sandbox.probing  # noqa: F401  (every server imports it; the fork shares it)
+        from grader.sandbox.worker.main import preload_for
 
         saved = os.environ.get("MPLBACKEND")
         os.environ["MPLBACKEND"] = "Agg"   # matplotlib picks its backend once, at import: no display

@@ -169,7 +169,7 @@ def _number(value: Any, where: str) -> float:
 
 def parse_assignment(data: Any, where: str) -> Assignment:
     """Build an Assignment from parsed YAML, validating every level (not the cross-references:
-    see :func:`grader.assignment.load`)."""
+    see :func:`grader.engine.assignment.load`)."""
     top = _build(Assignment, data, where)
     hidden_vis = top.get("hidden_visibility", "visible")
     if hidden_vis not in VISIBILITIES:
@@ -241,15 +241,11 @@ def reference_table() -> str:
     return "\n".join(rows)
 
 
-def load_assignment(name: str, root: Path | None = None) -> Assignment:
-    """The assignment ``name`` with its probes and checks, every reference checked (see grader.assignment)."""
-    from .assignment import load
-
-    return load(name, Path(root) if root is not None else ASSIGNMENTS_DIR)
+def solution_path(a: Assignment, rel: str, root: Path = ASSIGNMENTS_DIR) -> Path:
+    """The file ``rel`` of ``a``'s student folder as it lies in solutions/ (which mirrors starter/)."""
+    return Path(root).parent / "solutions" / a.name / rel
 
 
-def available(root: Path | None = None) -> list[str]:
-    """Names of the assignments under ``root`` (default: this repository's or bundle's)."""
-    from . import assignment
-
-    return assignment.available(Path(root) if root is not None else ASSIGNMENTS_DIR)
+def reference_path(a: Assignment, root: Path = ASSIGNMENTS_DIR) -> Path:
+    """Where the reference solution of ``a``'s module lies."""
+    return solution_path(a, a.module, root)

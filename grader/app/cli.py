@@ -17,12 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .config import Assignment, ConfigError, available, load_assignment
-from .isolation import Plan, private_temp, remove_temp
+from .. import __version__
+from ..engine.assignment import available, load_assignment
+from ..engine.config import Assignment, ConfigError
+from ..sandbox.isolation import Plan, private_temp, remove_temp
 
 if TYPE_CHECKING:
-    from .grade import GradeResult
+    from ..engine.results import GradeResult
 
 
 class UsageError(Exception):
@@ -35,14 +36,14 @@ def printable(text: str) -> str:
 
 
 def submission_name(path: Path) -> str:
-    from .submission import submission_name as name
+    from ..engine.submission import submission_name as name
 
     return name(path)
 
 
 def _instructor_only(what: str) -> None:
     """One clear line, not a traceback, when a student bundle is asked for an instructor's command."""
-    from .paths import IS_BUNDLE
+    from ..engine.paths import IS_BUNDLE
 
     if IS_BUNDLE:
         raise UsageError(f"this is a student bundle: {what} are made in the course repository, not here. "
@@ -55,7 +56,7 @@ def _assignment(name: str | None, path: Path | None = None, warm: bool = False) 
     ``warm``: start a worker server from the assignment.yaml alone, before loading
     its checks imports torch, so the two imports run side by side.
     """
-    from .assignment import guess, read
+    from ..engine.assignment import guess, read
 
     if not name:
         found = guess(path) if path is not None else []
@@ -64,7 +65,7 @@ def _assignment(name: str | None, path: Path | None = None, warm: bool = False) 
                              f"there; run it in your assignment folder, or pass --assignment ({', '.join(available())})")
         name = found[0].name
     if warm:
-        from .grade import prewarm
+        from ..engine.grade import prewarm
 
         prewarm(read(name))
     return load_assignment(name)
@@ -76,7 +77,7 @@ _SAID: list[bool] = []
 def say_isolation(student: bool = False) -> None:
     """Print the isolation in force, once per command, as grading starts (on stderr); for a student's
     ``grader check``, only when it is weaker than running their own code as themselves."""
-    from .isolation import plan
+    from ..sandbox.isolation import plan
 
     if _SAID:
         return
@@ -89,7 +90,7 @@ def say_isolation(student: bool = False) -> None:
 def student_isolation(p: Plan) -> str | None:
     """A few words for a student, or None: their code runs as themselves in a separate process with
     a timeout, as they expect, unless it runs as root with nothing in between or without resource caps."""
-    from .isolation import is_root
+    from ..sandbox.isolation import is_root
 
     if p.barrier == "none" and is_root():
         return "your code runs as root, unsandboxed"
@@ -138,8 +139,8 @@ def unique_names(paths: list[Path]) -> list[str]:
     alice-3 and alice-2). In a Gradescope export (``submission_<id>`` folders)
     the submitters' emails are used.
     """
+    from ..engine.submission import export_names
     from . import report
-    from .submission import export_names
 
     exports: dict[Path, dict[str, str]] = {}
     bases = []
@@ -230,7 +231,7 @@ def _check_folder(path: Path, a: Assignment) -> tuple[Path, Path | None]:
 def run_check(*, assignment: Assignment, path: Path) -> GradeResult:
     """Public checks only, for students: each test, a message for each failure, notes, and what is
     left to answer. Returns the result (the caller exits 1 when a check failed)."""
-    from .grade import grade
+    from ..engine.grade import grade
     from .report import plain, stop_lines, test_output
 
     folder, tmp = _check_folder(path, assignment)
@@ -297,8 +298,8 @@ def print_wrapped(text: str, first: str, rest: str, width: int = 100) -> None:
 
 def run_demo(*, out: Path | None = None) -> list[GradeResult]:
     """Grade the example submissions bundled with every assignment and print a table."""
+    from ..engine.paths import ASSIGNMENTS_DIR
     from . import report
-    from .paths import ASSIGNMENTS_DIR
 
     names = [n for n in available() if (ASSIGNMENTS_DIR / n / "examples").is_dir()]
     if not names:
@@ -325,7 +326,7 @@ def run_demo(*, out: Path | None = None) -> list[GradeResult]:
 def run_release(*, out: Path, assignments: list[str] | None = None) -> int:
     """Write the student bundle; exit status 1 (and nothing written) when it would leak."""
     _instructor_only("student bundles")
-    from .release import LeakError, build
+    from ..builders.release import LeakError, build
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; name a new folder for the bundle")
@@ -345,7 +346,7 @@ def run_release(*, out: Path, assignments: list[str] | None = None) -> int:
 def run_autograder(*, assignment: str, out: Path, torch_index: str | None = None) -> int:
     """Write the Gradescope autograder zip for one assignment."""
     _instructor_only("autograders")
-    from .autograder import build
+    from ..builders.autograder import build
 
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name the zip to write, e.g. {out}/autograder.zip")
@@ -358,15 +359,15 @@ def run_autograder(*, assignment: str, out: Path, torch_index: str | None = None
 def run_new(*, name: str, title: str = "") -> int:
     """Scaffold ``assignments/<name>/`` (and its solution and starter), then say what to do next."""
     _instructor_only("assignments")
-    from .paths import REPO_ROOT
-    from .scaffold import create
+    from ..builders.scaffold import create
+    from ..engine.paths import REPO_ROOT
 
     files = create(name, REPO_ROOT, title)
     print(f"Wrote {len(files)} files for the assignment {name}:")
     for f in files:
         print(f"  {f}")
     print(f"Try it: grader grade --assignment {name} --out out/{name} assignments/{name}/examples/\n"
-          "Then edit them (docs/authoring.md), and run python -m grader.starter after changing solutions/.")
+          "Then edit them (docs/authoring.md), and run python -m grader.builders.starter after changing solutions/.")
     return 0
 
 
@@ -385,7 +386,7 @@ def entry() -> None:
     """
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")   # before numpy and torch load: see below
-    from .isolation import run_then_clean_up
+    from ..sandbox.isolation import run_then_clean_up
 
     def guarded() -> int:
         _clean_start(sys.argv[1:])
@@ -407,7 +408,7 @@ def entry() -> None:
 
 def _graded_assignments(args: argparse.Namespace) -> list[str]:
     """The assignments a check, grade or demo command grades (public: their names and starters)."""
-    from .assignment import guess
+    from ..engine.assignment import guess
 
     if args.command == "demo":
         return list(available())
@@ -420,8 +421,8 @@ def _graded_assignments(args: argparse.Namespace) -> list[str]:
 def _start_zygote(args: argparse.Namespace) -> None:
     """Refuse to run student code as root with nothing in between, then fork the worker zygote for
     the assignments this command grades (before anything secret is read)."""
-    from .grade import start_zygote
-    from .isolation import plan
+    from ..engine.grade import start_zygote
+    from ..sandbox.isolation import plan
 
     p = plan()
     if p.refuses():
@@ -431,13 +432,13 @@ def _start_zygote(args: argparse.Namespace) -> None:
 
 def _clean_start(argv: list[str]) -> None:
     """Where worker servers will be forked from a zygote: start over as a process whose environment
-    and command line hold nothing of the caller's (see grader.forkserver.reexec_clean), fork the
+    and command line hold nothing of the caller's (see grader.sandbox.forkserver.reexec_clean), fork the
     zygote there first, then take the real arguments back. Elsewhere nothing happens."""
-    from . import forkserver
+    from ..sandbox import forkserver
 
     names = forkserver.clean_start()
     if names is not None:
-        from .grade import start_zygote
+        from ..engine.grade import start_zygote
 
         start_zygote(names)
         forkserver.restore()
@@ -452,7 +453,7 @@ def _clean_start(argv: list[str]) -> None:
             args = _parser().parse_args(argv)
     except SystemExit:
         return
-    from .sandbox import would_fork
+    from ..sandbox.runner import would_fork
 
     try:
         if would_fork():

@@ -17,11 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from . import __version__, report
-from .config import Assignment
-from .grade import GradeResult, all_failed, grade
-from .paths import PACKAGE_DIR
-from .submission import tree_sha256
+from .. import __version__
+from ..engine.config import Assignment
+from ..engine.grade import all_failed, grade
+from ..engine.paths import PACKAGE_DIR
+from ..engine.results import GradeResult
+from ..engine.submission import tree_sha256
+from . import report
 
 CACHE_FILE = ".grade-cache.json"
 
@@ -38,7 +40,7 @@ def input_hash(path: Path) -> str | None:
 def grader_fingerprint(assignment: Assignment, public_only: bool = False) -> str:
     """What a result depends on besides the upload: grader code, the assignment's folder (and those
     it uses), its settings, keys and solutions."""
-    from . import forkserver
+    from ..sandbox import forkserver
 
     forkserver.taint("the grader's fingerprint (solutions read)")
     root = Path(assignment.folder).parent

@@ -11,8 +11,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .grade import GradeResult
+from .. import __version__
+from ..engine.results import GradeResult
 
 # C0 and C1 controls but newline and tab (terminal escapes, carriage returns), and the bidi
 # overrides that reorder what a reader sees

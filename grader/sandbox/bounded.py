@@ -6,9 +6,11 @@ nested brackets, a few MB of expressions) must cost a message for that
 submission, never the grader's memory or a stuck batch. So every parse of
 student input runs here: in a separate Python process (one per grading
 thread, reused) with an address-space limit, a CPU limit and a wall-clock
-timeout per call. Tasks are plain functions of plain data listed in
-:data:`TASKS`; they return JSON-able data, or raise one of the error classes
-in :data:`USER_ERRORS`, which reach the caller as that class.
+timeout per call. A task is a module-level function of plain data that its
+own module marks with :func:`task`, naming the exceptions that mean "the input
+is at fault"; it returns JSON-able data, or raises one of those, which reaches
+the caller as that class. The helper imports a task's module by name when it is
+called: this module names none of them.
 """
 from __future__ import annotations
 
@@ -19,34 +21,45 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import isolation
 
-TASKS = {
-    "load_submission": "grader.submission:load_into",
-    "compile_sources": "grader.submission:compile_sources",
-    "extract_notebook": "grader.notebook:extract_plain",
-    "answers_items": "grader.answers:untrusted_items",
-}
-USER_ERRORS = {
-    "SubmissionError": "grader.submission:SubmissionError",
-    "NotebookError": "grader.notebook:NotebookError",
-    "AnswersError": "grader.answers:AnswersError",
-}
 MEMORY_MB = 1536          # address space of the helper
 TIMEOUT_S = 60.0          # wall clock of one call
 CALLS_PER_HELPER = 500    # a fresh helper now and then: its CPU limit covers its whole life
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)   # the folder holding grader/
 
 
 class InputTooLarge(ValueError):
     """The input could not be read within the helper's time or memory; the message says which."""
 
 
-def _resolve(spec: str):
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+def task(*user_errors: type[Exception]) -> Callable[[Callable], Callable]:
+    """Decorator: a module-level function of plain data that :func:`call` may run in the helper.
+
+    ``user_errors``: the exceptions that mean the input is at fault (a message for the
+    student); they reach the caller as that class. Any other exception is a grader bug.
+    """
+    def deco(fn: Callable) -> Callable:
+        fn.__bounded_errors__ = user_errors
+        return fn
+    return deco
+
+
+def _name(fn: Callable) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _resolve(name: str) -> Callable:
+    """The task ``module:function``, imported here; ValueError for a function not marked with :func:`task`."""
+    module, _, attr = name.partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    if not hasattr(fn, "__bounded_errors__"):
+        raise ValueError(f"{name} is not a bounded task")
+    return fn
 
 
 # --------------------------------------------------------------------------- the helper (child side)
@@ -74,18 +87,17 @@ def serve() -> None:
         if len(head) < 8:
             return
         call = json.loads(stdin.read(int.from_bytes(head, "big")))
+        fn = None
         try:
-            answer = {"ok": _resolve(TASKS[call["task"]])(**call["kwargs"])}
+            fn = _resolve(call["task"])
+            answer = {"ok": fn(**call["kwargs"])}
         except RecursionError:
-            answer = {"user": "InputTooLarge", "message": "it is nested too deeply to be read"}
+            answer = {"too_large": "it is nested too deeply to be read"}
         except MemoryError:
-            answer = {"user": "InputTooLarge", "message": f"reading it needs more than {MEMORY_MB} MB"}
+            answer = {"too_large": f"reading it needs more than {MEMORY_MB} MB"}
         except Exception as err:  # noqa: BLE001 - sorted below: the student's input, or our bug
-            name = type(err).__name__
-            if name in USER_ERRORS and isinstance(err, _resolve(USER_ERRORS[name])):
-                answer = {"user": name, "message": str(err)}
-            else:
-                answer = {"bug": traceback.format_exc()}
+            kinds = [i for i, cls in enumerate(getattr(fn, "__bounded_errors__", ())) if isinstance(err, cls)]
+            answer = {"user": kinds[0], "message": str(err)} if kinds else {"bug": traceback.format_exc()}
         body = json.dumps(answer).encode()
         stdout.write(len(body).to_bytes(8, "big") + body)
         stdout.flush()
@@ -99,7 +111,7 @@ class _Helper:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-c", "from grader.bounded import serve; serve()"],
+            [sys.executable, "-s", "-c", "from grader.sandbox.bounded import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             start_new_session=True, cwd="/" if os.name == "posix" else None)
         self.calls = 0
@@ -171,23 +183,26 @@ def shutdown() -> None:
 isolation.on_exit(shutdown)
 
 
-def call(task: str, *, timeout_s: float = TIMEOUT_S, **kwargs):
-    """Run ``TASKS[task](**kwargs)`` in this thread's helper; its return value.
+def call(task: Callable, *, timeout_s: float = TIMEOUT_S, **kwargs: Any) -> Any:
+    """Run ``task(**kwargs)`` in this thread's helper; its return value.
 
     Raises:
+        TypeError: ``task`` is not marked with :func:`task`.
         InputTooLarge: the input took more than the time or memory the helper has.
-        SubmissionError, NotebookError, AnswersError: the task raised it (a message for the student).
+        one of the task's ``user_errors``: the task raised it (a message for the student).
         RuntimeError: the task failed in an unexpected way (a grader bug; the traceback is attached).
     """
-    if task not in TASKS:
-        raise KeyError(f"unknown bounded task {task!r}")
-    answer = _helper().call(task, kwargs, timeout_s)
+    errors = getattr(task, "__bounded_errors__", None)
+    if errors is None:
+        raise TypeError(f"{task!r} is not a bounded task (mark it with @bounded.task)")
+    answer = _helper().call(_name(task), kwargs, timeout_s)
     if answer is None:
         raise InputTooLarge(f"it could not be read within {timeout_s:g} s and {MEMORY_MB} MB "
                             "(far too large, or built to explode)")
     if "ok" in answer:
         return answer["ok"]
-    if "user" in answer:
-        cls = InputTooLarge if answer["user"] == "InputTooLarge" else _resolve(USER_ERRORS[answer["user"]])
-        raise cls(str(answer["message"]).encode("utf-8", "replace").decode("utf-8"))
-    raise RuntimeError(f"bounded task {task} failed:\n{answer.get('bug', answer)}")
+    if "too_large" in answer or "user" in answer:
+        cls = InputTooLarge if "too_large" in answer else errors[int(answer["user"])]
+        message = answer.get("too_large", answer.get("message"))
+        raise cls(str(message).encode("utf-8", "replace").decode("utf-8"))
+    raise RuntimeError(f"bounded task {_name(task)} failed:\n{answer.get('bug', answer)}")

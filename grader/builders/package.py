@@ -25,8 +25,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .assignment import read as load_assignment
-from .config import Assignment, ConfigError, available
+from ..engine.assignment import available
+from ..engine.assignment import read as load_assignment
+from ..engine.config import Assignment, ConfigError
 
 MAX_NOTEBOOK_MB = 100   # Gradescope accepts uploads up to 100 MB; figures may weigh that much
 
@@ -41,7 +42,7 @@ def _warn(msg: str) -> None:
 
 def guess(folder: Path) -> str:
     """The assignment whose student module is in ``folder`` (the one whose functions it defines)."""
-    from .assignment import guess as ranked
+    from ..engine.assignment import guess as ranked
 
     found = ranked(folder)
     if not found:
@@ -203,8 +204,8 @@ def stubs_left(path: str, functions: list[str]) -> list[str]:
 
 def check_answers(a: Assignment) -> None:
     """The answers file parses and every answer fits its question (the grader reads it the same way)."""
-    from .answer_checks import template_of
-    from .answers import AnswersError, read_answers
+    from ..engine.answer_checks import template_of
+    from ..engine.answers import AnswersError, read_answers
 
     try:
         with open(a.answers, encoding="utf-8") as f:

@@ -18,7 +18,7 @@ from zlib import error as zlib_error
 
 import yaml
 
-from . import isolation
+from ..sandbox import bounded, isolation
 
 MAX_FILES = 2000
 MAX_TOTAL_BYTES = 200 << 20
@@ -243,6 +243,7 @@ def export_names(folder: Path) -> dict[str, str]:
     return out
 
 
+@bounded.task(SubmissionError)
 def load_into(path: str, dest: str, required: list[str], optional_globs: list[str]) -> dict:
     """Normalise the upload at ``path`` into the empty folder ``dest``; its name, hash and problems.
 
@@ -292,6 +293,7 @@ def load_into(path: str, dest: str, required: list[str], optional_globs: list[st
     return {"name": submission_name(path_), "sha256": tree_sha256(files), "problems": problems}
 
 
+@bounded.task()
 def compile_sources(folder: str) -> int:
     """Compile every Python file under ``folder`` once, into ``__pycache__`` (run in a bounded helper
     process); the number compiled.
@@ -318,21 +320,19 @@ def compile_sources(folder: str) -> int:
 def load_submission(path: Path, required: tuple[str, ...], optional_globs: tuple[str, ...] = ()) -> Submission:
     """Normalise a zip, folder or single file into a private folder holding the required files.
 
-    The upload is read by a bounded helper process (:mod:`grader.bounded`): a zip
+    The upload is read by a bounded helper process (:mod:`grader.sandbox.bounded`): a zip
     built to exhaust time or memory costs this submission a message, nothing more.
 
     Raises:
         SubmissionError: the path does not exist or the upload is unreadable, unsafe or too large.
     """
-    from . import bounded
-
     path = Path(path)
     if not path.exists():
         raise SubmissionError(f"{printable(str(path))} does not exist")
     tmp = isolation.private_temp("dgm-sub-")
     try:
         try:
-            info = bounded.call("load_submission", path=os.fsdecode(os.path.abspath(path)), dest=str(tmp),
+            info = bounded.call(load_into, path=os.fsdecode(os.path.abspath(path)), dest=str(tmp),
                                 required=list(required), optional_globs=list(optional_globs))
         except bounded.InputTooLarge as err:
             raise SubmissionError(f"the upload could not be unpacked: {err}") from err

@@ -10,9 +10,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import forkserver
+from ..sandbox import forkserver
 from .answers import AnswersError, Item, load_key, load_template, read_answers, score
 from .checks import CheckContext, CheckResult, check, specs_in
+from .config import solution_path
 
 
 def template_of(a) -> dict[str, Item]:
@@ -59,8 +60,6 @@ def answers_format(ctx: CheckContext) -> CheckResult:
 @check("item")
 def answers_item(ctx: CheckContext) -> CheckResult:
     """One item of the answers file is right (numbers within tolerance, choices as sets)."""
-    from .assignment import solution_path
-
     a, ident = ctx.assignment, ctx.test_args["item"]
     answers, _notes, error = read(ctx)
     if error:

@@ -7,7 +7,7 @@ In ``.py`` files and in notebook code cells, the lines from ``# BEGIN SOLUTION``
 to ``# END SOLUTION`` are replaced, at the same indentation, by the marker's
 TODO text and ``raise NotImplementedError``. The marker may carry that text:
 ``# BEGIN SOLUTION: compute ...`` (continued on following ``#`` lines).
-Run ``python -m grader.starter`` after editing solutions/; a test fails when
+Run ``python -m grader.builders.starter`` after editing solutions/; a test fails when
 starter/ is stale.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .paths import REPO_ROOT, STARTER_DIR
+from ..engine.paths import REPO_ROOT, STARTER_DIR
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?::\s*(?P<todo>.*))?$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
@@ -156,7 +156,7 @@ def make_submission_script(name: str, root: Path = REPO_ROOT) -> bytes:
 def student_folders(root: Path = REPO_ROOT) -> dict[str, dict[str, str]]:
     """Each assignment of ``root`` (its folder under starter/ and solutions/ bears its name), with the
     files it takes from another solution folder (its ``include``)."""
-    from .config import parse_assignment, read_yaml
+    from ..engine.config import parse_assignment, read_yaml
 
     out: dict[str, dict[str, str]] = {}
     for path in sorted((root / "assignments").glob("*/assignment.yaml")):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .config import ConfigError
-from .paths import REPO_ROOT
+from ..engine.config import ConfigError
+from ..engine.paths import REPO_ROOT
 
 FILES = {
     "assignments/{name}/assignment.yaml": '''# {name}: a new assignment made by `grader new`. Edit freely; keys are documented in
-# docs/authoring.md (generated from grader/config.py).
+# docs/authoring.md (generated from grader/engine/config.py).
 name: {name}
 title: "{title}"
 module: density.py
@@ -59,11 +59,11 @@ def make_inputs(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 ''',
     "assignments/{name}/probes.py": '''"""Probe of the {name} assignment: call the student's log_normal and record its value and gradient.
 
-Runs in the sandbox: it may import torch, numpy, grader.probing and this folder's fixtures.
+Runs in the sandbox: it may import torch, numpy, grader.sandbox.probing and this folder's fixtures.
 """
 import numpy as np
 
-from grader.probing import Out, probe
+from grader.sandbox.probing import Out, probe
 
 from .fixtures import BATCH, DIM, make_inputs
 
@@ -90,7 +90,7 @@ def log_density(module: object, args: dict) -> dict[str, np.ndarray]:
     "assignments/{name}/checks.py": '''"""Public checks of the {name} assignment: properties any correct answer has (shipped to students)."""
 import numpy as np
 
-from grader.checks import CheckContext, CheckResult, check
+from grader.engine.checks import CheckContext, CheckResult, check
 
 from .fixtures import BATCH
 
@@ -113,8 +113,8 @@ def shape(ctx: CheckContext) -> CheckResult:
 import torch
 
 from grader import reference
-from grader.checks import CheckContext, CheckResult, check
-from grader.compare import allclose, close_vector, compare
+from grader.engine.checks import CheckContext, CheckResult, check
+from grader.engine.compare import allclose, close_vector, compare
 
 from .fixtures import make_inputs
 

@@ -17,78 +17,27 @@ import threading
 import time
 import traceback
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import bounded, sandbox
+from ..sandbox import bounded
+from ..sandbox import runner as sandbox
+from ..sandbox.probing import validate
+from ..sandbox.runner import Limits, ProbeCode, ProbeOutcome, run_probes
 from .assignment import SANDBOX_MODULES, available, load, package
 from .checks import CheckContext, CheckResult, Outputs
 from .config import Assignment, Part
-from .notebook import Extracted, NotebookError
+from .notebook import Extracted, NotebookError, extract_plain
 from .paths import REPO_ROOT
-from .probing import validate
-from .sandbox import Limits, ProbeCode, ProbeOutcome, run_probes
-from .submission import Submission, SubmissionError, load_submission, submission_name
+from .results import GradeResult, TestResult
+from .submission import (
+    Submission,
+    SubmissionError,
+    compile_sources,
+    load_submission,
+    submission_name,
+)
 
 NO_FUNCTION = re.compile(r"defines no function named '(\w+)'")
-
-
-@dataclass
-class TestResult:
-    """One row of results.json."""
-
-    name: str
-    number: str
-    tags: list[str]              # the student function(s) exercised
-    score: float
-    max_score: float
-    passed: bool
-    output: str                  # what was expected and what came back
-    visibility: str
-    hint: str = ""               # the likely mistake, or what to do
-    manual: bool = False
-    manual_points: float = 0.0   # points a person grades (manual items only)
-    bonus: bool = False          # a manual item's points are extra credit
-    stopped: int = 0             # 1 + index in GradeResult.stops of the problem that stopped it (0: none)
-
-
-@dataclass
-class GradeResult:
-    """Everything a report needs about one graded submission."""
-
-    assignment: str
-    submission: str
-    sha256: str
-    tests: list[TestResult]
-    status: str                  # ok | error | timeout | crashed | invalid (worst part outcome)
-    execution_time: float
-    layers: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)   # submission-level messages
-    grader_errors: list[str] = field(default_factory=list)  # tracebacks for staff
-    stops: list[str] = field(default_factory=list)   # problems that stopped tests before they ran, each once
-    timeouts: list[str] = field(default_factory=list)   # probes that ran out of time (batch grades them again alone)
-
-    @property
-    def manual_points(self) -> float:
-        """Points graded by course staff (bonus items not counted)."""
-        return sum(t.manual_points for t in self.tests if t.manual and not t.bonus)
-
-    @property
-    def score(self) -> float:
-        return sum(t.score for t in self.tests if not t.manual)
-
-    @property
-    def max_score(self) -> float:
-        return sum(t.max_score for t in self.tests if not t.manual)
-
-    def to_dict(self) -> dict:
-        """Plain data (JSON-ready), for the batch cache."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GradeResult:
-        """The inverse of :meth:`to_dict`."""
-        return cls(**{**data, "tests": [TestResult(**t) for t in data["tests"]]})
 
 
 def probe_args(assignment: Assignment, part: Part) -> dict:
@@ -98,20 +47,17 @@ def probe_args(assignment: Assignment, part: Part) -> dict:
 
 def probe_code(assignment: Assignment) -> ProbeCode:
     """The trusted code the sandbox needs: every assignment's fixtures and probes, as one package."""
-    from .worker.main import preload_plan
-
     root = Path(assignment.folder).parent
     files = [f"{name}/{m}.py" for name in available(root) for m in SANDBOX_MODULES
              if (root / name / f"{m}.py").is_file()]
-    return ProbeCode(package=package(root), root=root, files=tuple(files),
-                     preload=tuple(preload_plan(starter_source(assignment))))
+    return ProbeCode.for_starter(package(root), root, tuple(files), starter_source(assignment))
 
 
 def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:
     """The Python source of the starter's graded module (public; a notebook's code cells), or b"".
 
     Its imports tell the zygote which libraries to load before it forks (see
-    :func:`grader.sandbox.start_zygote`)."""
+    :func:`grader.sandbox.runner.start_zygote`)."""
     path = root / assignment.starter / assignment.module
     try:
         if path.suffix == ".ipynb":
@@ -125,7 +71,7 @@ def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:
 
 def start_zygote(names: list[str]) -> None:
     """Fork the worker zygote now, with the libraries of these assignments' starters loaded
-    (call before anything secret is read; see :func:`grader.sandbox.start_zygote`)."""
+    (call before anything secret is read; see :func:`grader.sandbox.runner.start_zygote`)."""
     from .assignment import read
     from .config import ConfigError
 
@@ -181,7 +127,7 @@ def _extract(files_dir: Path, assignment: Assignment) -> tuple[str, dict[str, st
     """
     graded = [p.function for p in assignment.parts]
     try:
-        plain = bounded.call("extract_notebook", path=str(files_dir / assignment.module), graded=graded)
+        plain = bounded.call(extract_plain, path=str(files_dir / assignment.module), graded=graded)
     except bounded.InputTooLarge as err:
         raise NotebookError(str(err)) from err
     ex = Extracted(source=plain["source"], cells=plain["cells"], problems=plain["problems"])
@@ -195,7 +141,7 @@ def _compile_once(files_dir: Path) -> None:
     """Compile the submission's Python files once (in a bounded helper) so that no probe compiles
     them again; when that fails, each probe compiles for itself, as before."""
     try:
-        bounded.call("compile_sources", folder=str(files_dir))
+        bounded.call(compile_sources, folder=str(files_dir))
     except (bounded.InputTooLarge, RuntimeError):
         pass
 
