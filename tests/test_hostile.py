@@ -334,33 +334,59 @@ def test_zip_slip_upload_is_refused_and_writes_nothing(attack, tmp_path):
 
 # ------------------------------------------------------------------ what the parent accepts from a worker
 
-def _npz(**arrays) -> bytes:
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+def _forge(header: object, data: bytes = b"", magic: bytes = b"DGA1") -> bytes:
+    """A worker's arrays payload as a hostile probe could write it: any header, any data."""
+    text = json.dumps(header).encode()
+    return magic + len(text).to_bytes(4, "big") + text + data
 
 
-def test_parent_refuses_pickles_objects_and_bombs():
+def _raw(text: bytes, data: bytes = b"") -> bytes:
+    return b"DGA1" + len(text).to_bytes(4, "big") + text + data
+
+
+def test_parent_refuses_objects_malformed_arrays_and_bombs():
     import queue
 
     import numpy as np
 
+    from grader.sandbox.probing import encode_arrays
     from grader.sandbox.runner import _outcome, _read_frames, decode_arrays
 
-    with pytest.raises(ValueError):
-        decode_arrays(_npz(x=np.array([{"evil": 1}], dtype=object)))   # would need a pickle
-    with pytest.raises(ValueError, match="dtype"):
-        decode_arrays(_npz(x=np.arange(3)))                            # int64, not float64
+    ones = np.ones(3).tobytes()
+    npz = io.BytesIO()
+    np.savez(npz, x=np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    refused = {
+        "an npz with a pickled object": npz.getvalue(),
+        "another magic": _forge([["x", [3]]], ones, magic=b"DGA2"),
+        "a header that is not a list": _forge({"x": [3]}, ones),
+        "a dtype beside the shape": _forge([["x", [3], "object"]], ones),
+        "a negative size": _forge([["x", [-3]]], ones),
+        "a float size": _forge([["x", [3.0]]], ones),
+        "a bool size": _forge([["x", [True, 3]]], ones),
+        "an infinite size": _raw(b'[["x", [1e999]]]', ones),
+        "seven dimensions": _forge([["x", [1] * 7]], np.ones(1).tobytes()),
+        "a name twice": _forge([["x", [1]], ["x", [1]]], np.ones(2).tobytes()),
+        "too little data": _forge([["x", [4]]], ones),
+        "too much data": _forge([["x", [2]]], ones),
+        "a header longer than the payload": b"DGA1" + (1 << 19).to_bytes(4, "big") + b"[]",
+        "a huge header": b"DGA1" + (1 << 30).to_bytes(4, "big") + b"[]",
+        "broken JSON": _raw(b"[[x"),
+        "deep JSON": _raw(b"[" * 100_000 + b"]" * 100_000),
+    }
+    for what, payload in refused.items():
+        with pytest.raises(ValueError):
+            decode_arrays(payload)
+            pytest.fail(f"{what} was accepted")
+    with pytest.raises(ValueError, match="too large"):   # claimed sizes are checked before any data is read
+        decode_arrays(_forge([["x", [10**6, 10**6, 10**6]]]), max_elements=1_000_000)
     with pytest.raises(ValueError, match="too large"):
-        decode_arrays(_npz(x=np.zeros(20_000_000)), max_elements=1_000_000)  # compresses to little
-    assert decode_arrays(_npz(x=np.ones(3)))["x"].dtype == np.float64
-    bad = _outcome({"id": "p", "status": "ok"}, b"PK not a zip")
+        decode_arrays(encode_arrays({"x": np.zeros(600_000), "y": np.zeros(600_000)}), max_elements=1_000_000)
+    got = decode_arrays(encode_arrays({"x": np.ones(3), "s": 2.0, "m": np.arange(6.0).reshape(2, 3).T}))
+    assert got["x"].dtype == np.float64 and got["s"].shape == () and got["m"].tolist() == [[0, 3], [1, 4], [2, 5]]
+    bad = _outcome({"id": "p", "status": "ok"}, b"PK not our format")
     assert bad.status == "crashed" and "unreadable" in bad.message
     assert _outcome({"id": "p", "status": "passed-trust-me"}, b"") is None
     assert _outcome(["not", "a", "dict"], b"") is None
-
 
     def frames(stream: bytes, cap: int = 1000) -> list:
         q: queue.Queue = queue.Queue()
@@ -1288,13 +1314,13 @@ def test_a_zip_whose_paths_clash_is_refused_with_a_message(gan_assignment, tmp_p
 FORGE_INF = '''
 def loss_minimax(g, d, x_real, *, device):
     """Write a forged result straight into the pipe the worker reads, then vanish."""
-    import io, os, stat
+    import json, os, stat
     import numpy as np
-    buf = io.BytesIO()
-    inf = np.array([np.inf])
-    np.savez(buf, d_loss=np.ones(1), d_loss_shape=inf, d_grad=np.zeros(0), d_grad_ok=np.ones(1),
-             g_loss=np.ones(1), g_loss_shape=inf, g_grad=np.zeros(0), g_grad_ok=np.ones(1))
-    msg = b"OK" + buf.getvalue()
+    arrays = dict(d_loss=np.ones(1), d_loss_shape=np.array([np.inf]), d_grad=np.zeros(0), d_grad_ok=np.ones(1),
+                  g_loss=np.ones(1), g_loss_shape=np.array([np.inf]), g_grad=np.zeros(0), g_grad_ok=np.ones(1))
+    header = json.dumps([[k, list(v.shape)] for k, v in arrays.items()]).encode()
+    msg = (b"OKDGA1" + len(header).to_bytes(4, "big") + header
+           + b"".join(v.astype("<f8").tobytes() for v in arrays.values()))
     for fd in range(3, 64):
         try:
             if stat.S_ISFIFO(os.fstat(fd).st_mode):

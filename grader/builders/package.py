@@ -28,6 +28,7 @@ from pathlib import Path
 from ..engine.assignment import available
 from ..engine.assignment import read as load_assignment
 from ..engine.config import Assignment, ConfigError
+from ..engine.notebook import parse_python
 
 MAX_NOTEBOOK_MB = 100   # Gradescope accepts uploads up to 100 MB; figures may weigh that much
 
@@ -60,7 +61,7 @@ def check_python(rel: str, a: Assignment) -> None:
         raise PackError(f"{rel} is missing; run this script in your assignment folder")
     try:
         with open(rel, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), filename=rel)
+            tree = parse_python(f.read(), filename=rel)
     except SyntaxError as err:
         raise PackError(f"{rel} does not parse: line {err.lineno}: {err.msg}. Fix it before submitting") from err
     except UnicodeDecodeError as err:
@@ -133,7 +134,7 @@ def check_notebook(rel: str, a: Assignment) -> list[str]:
                 never_run.append(i)
         src = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in src.splitlines())
         try:
-            tree = ast.parse(src)
+            tree = parse_python(src)
         except SyntaxError as err:
             _warn(f"cell {i} of {rel} does not parse (line {err.lineno}: {err.msg})")
             continue
@@ -189,7 +190,7 @@ def stubs_left(path: str, functions: list[str]) -> list[str]:
             text = "\n".join("".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source", ""))
                              for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")
             text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in text.splitlines())
-        tree = ast.parse(text)
+        tree = parse_python(text)
     except (OSError, ValueError, KeyError, TypeError, SyntaxError):
         return []
     left = []

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..sandbox import bounded
+from .notebook import parse_python
 
 KINDS = ("choices", "bool", "number", "expression")
 MAX_BYTES = 64 << 10
@@ -50,7 +51,7 @@ def evaluate(text: str, variables: dict[str, float] | None = None) -> float:
     if len(src) > 200:
         raise ValueError("the expression is too long")
     try:
-        tree = ast.parse(src, mode="eval")
+        tree = parse_python(src, mode="eval")
     except SyntaxError as err:
         raise ValueError(f"cannot read {text!r} as a formula") from err
 

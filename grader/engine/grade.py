@@ -46,11 +46,29 @@ def probe_args(assignment: Assignment, part: Part) -> dict:
 
 
 def probe_code(assignment: Assignment) -> ProbeCode:
-    """The trusted code the sandbox needs: every assignment's fixtures and probes, as one package."""
+    """The trusted code the sandbox needs: every assignment's fixtures and probes, as one package
+    (worked out once per assignment and state of its starter: every submission asks)."""
     root = Path(assignment.folder).parent
-    files = [f"{name}/{m}.py" for name in available(root) for m in SANDBOX_MODULES
-             if (root / name / f"{m}.py").is_file()]
-    return ProbeCode.for_starter(package(root), root, tuple(files), starter_source(assignment))
+    files = tuple(f"{name}/{m}.py" for name in available(root) for m in SANDBOX_MODULES
+                  if (root / name / f"{m}.py").is_file())
+    starter = REPO_ROOT / assignment.starter / assignment.module
+    try:
+        st = starter.stat()
+        state: tuple | None = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        state = None
+    key = (assignment.name, str(root), files, state)
+    with _CODE_LOCK:
+        code = _CODE.get(key) if state is not None else None
+    if code is None:
+        code = ProbeCode.for_starter(package(root), root, files, starter_source(assignment))
+        with _CODE_LOCK:
+            _CODE[key] = code
+    return code
+
+
+_CODE: dict[tuple, ProbeCode] = {}
+_CODE_LOCK = threading.Lock()
 
 
 def starter_source(assignment: Assignment, root: Path = REPO_ROOT) -> bytes:

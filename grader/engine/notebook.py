@@ -16,6 +16,7 @@ import ast
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 
 from ..sandbox import bounded
@@ -127,6 +128,17 @@ def _guard(node: ast.stmt, error: str) -> ast.stmt:
 MAX_CODE_BYTES = 1 << 20     # of all code cells together, as for a Python source (a homework notebook: ~50 KB)
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_python(source: str, mode: str = "exec", filename: str = "<unknown>") -> ast.AST:
+    """``ast.parse``, one thread at a time: CPython 3.11 can fail two parses that run at once in one
+    process ("AST constructor recursion depth mismatch", gh-106905), and grading threads parse
+    notebooks, starters and formulas side by side."""
+    with _PARSE_LOCK:
+        return ast.parse(source, filename=filename, mode=mode)
+
+
 def extract(text: str, graded: list[str]) -> Extracted:
     """The importable module for a notebook's text, and where each graded name is defined.
 
@@ -148,7 +160,7 @@ def extract(text: str, graded: list[str]) -> Extracted:
             result.problems.append(f"cell {number}'s source is not text; it was skipped")
             continue
         try:
-            tree = ast.parse(_strip_magics(src))
+            tree = parse_python(_strip_magics(src))
         except SyntaxError as err:
             result.problems.append(f"cell {number} has a syntax error (line {err.lineno}: {err.msg}); it was skipped")
             continue

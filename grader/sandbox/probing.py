@@ -21,6 +21,7 @@ the sandbox may import it; the worker never imports anything else of the grader.
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -339,3 +340,65 @@ class UpdateRecorder:
     def count(self, *names: str) -> int:
         """Steps that changed exactly the networks ``names`` (none: steps that changed nothing)."""
         return self.steps.get(frozenset(names), 0)
+
+
+# --------------------------------------------------------------------------- the arrays a probe returns
+
+ARRAYS_MAGIC = b"DGA1"
+MAX_ARRAYS_HEADER = 1 << 20
+MAX_NDIM = 6
+
+
+def encode_arrays(arrays: dict[str, Any]) -> bytes:
+    """A probe's arrays as bytes (worker side): ``DGA1``, the header's length (4 bytes), a JSON list
+    of ``[name, shape]``, then every array's float64 values (little-endian, C order) in that order.
+    Plain numbers and a JSON list of names and shapes: nothing in it can describe an object."""
+    header, data = [], []
+    for name, value in arrays.items():
+        a = np.asarray(value, dtype="<f8")
+        header.append([str(name), list(a.shape)])
+        data.append(a.tobytes(order="C"))
+    text = json.dumps(header).encode()
+    return ARRAYS_MAGIC + len(text).to_bytes(4, "big") + text + b"".join(data)
+
+
+def decode_arrays(payload: bytes, max_elements: int = 8_000_000) -> dict[str, np.ndarray]:
+    """Untrusted bytes from :func:`encode_arrays` -> float64 arrays (grader side); ValueError for
+    anything else: another format, a malformed header, a shape that is not a few non-negative
+    ints, more than ``max_elements`` numbers, or data longer or shorter than the shapes say."""
+    if payload[:4] != ARRAYS_MAGIC or len(payload) < 8:
+        raise ValueError("not a probe's arrays")
+    size = int.from_bytes(payload[4:8], "big")
+    if size > MAX_ARRAYS_HEADER or len(payload) < 8 + size:
+        raise ValueError("malformed arrays header")
+    try:
+        header = json.loads(payload[8:8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ValueError("malformed arrays header") from err
+    if not isinstance(header, list):
+        raise ValueError("malformed arrays header")
+    out: dict[str, np.ndarray] = {}
+    offset, total = 8 + size, 0
+    for item in header:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], list) and len(item[1]) <= MAX_NDIM
+                and all(type(n) is int and n >= 0 for n in item[1])):
+            raise ValueError(f"malformed array entry {str(item)[:80]}")
+        name, shape = item
+        if name in out or len(name) > 200:
+            raise ValueError(f"array name {name[:80]!r} repeated or too long")
+        count = 1
+        for n in shape:
+            count *= n
+            if count > max_elements:
+                break
+        total += count
+        if total > max_elements:
+            raise ValueError("the returned arrays are too large")
+        if offset + 8 * count > len(payload):
+            raise ValueError("the arrays' data is shorter than their shapes")
+        out[name] = np.frombuffer(payload, dtype="<f8", count=count, offset=offset).astype(np.float64).reshape(tuple(shape))
+        offset += 8 * count
+    if offset != len(payload):
+        raise ValueError("the arrays' data is longer than their shapes")
+    return out

@@ -21,7 +21,6 @@ hundreds does not pay a cold torch import each. What isolates it is decided in
 from __future__ import annotations
 
 import atexit
-import io
 import json
 import os
 import queue
@@ -34,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +40,7 @@ import numpy as np
 
 from . import forkserver, isolation
 from .isolation import bwrap_path, fork_mode  # noqa: F401  (re-exported: tests and the CLI ask here)
+from .probing import decode_arrays  # noqa: F401  (tests ask here)
 from .worker import cgroups, contain
 
 PACKAGE = Path(__file__).resolve().parent.parent   # grader/ (this is grader/sandbox/runner.py)
@@ -262,25 +261,6 @@ def _read_frames(stream, cap: int, frames: queue.Queue) -> None:
         pass  # a malformed stream ends the reading; the probes left are reported missing
     finally:
         frames.put(None)
-
-
-def decode_arrays(payload: bytes, max_elements: int = 8_000_000) -> dict[str, np.ndarray]:
-    """Untrusted npz bytes -> dict of float64 arrays; no pickles, no objects, size-capped."""
-    out: dict[str, np.ndarray] = {}
-    total = 0
-    with zipfile.ZipFile(io.BytesIO(payload)) as zf:  # refuse a compressed bomb before unpacking
-        if sum(i.file_size for i in zf.infolist()) > max_elements * 8 + (1 << 20):
-            raise ValueError("the returned arrays are too large")
-    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-        for key in npz.files:
-            arr = npz[key]
-            if arr.dtype != np.float64 or arr.ndim > 6:
-                raise ValueError(f"array {key!r} has dtype {arr.dtype} / ndim {arr.ndim}")
-            total += arr.size
-            if total > max_elements:
-                raise ValueError("too many numbers returned")
-            out[str(key)] = np.array(arr, dtype=np.float64, copy=True)
-    return out
 
 
 def _outcome(header: object, payload: bytes) -> ProbeOutcome | None:

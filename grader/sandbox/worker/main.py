@@ -11,7 +11,7 @@ again. Each probe runs in a forked child that starts a new session, drops to
 the submission's own uid (when the server runs as root; see ``contain``),
 applies resource limits,
 sends its output to a log, imports the student module, runs one probe and
-sends ``b"OK" + npz`` or ``b"ER" + text`` back over a pipe. The server enforces
+sends ``b"OK" + arrays`` or ``b"ER" + text`` back over a pipe. The server enforces
 the per-probe timeout and kills the child's process group and every orphan
 reparented to it (it is a subreaper).
 
@@ -22,13 +22,13 @@ the worker for the probes left after one that crashed.
 Results go to the grader over a duplicate of the original stdout, one frame
 per probe (after a ``ready`` frame once torch is imported, and followed by a
 ``done`` frame per request): b"DGM1", header length (4 bytes, big-endian),
-JSON header, payload length (8 bytes), payload (npz bytes, possibly empty).
+JSON header, payload length (8 bytes), payload (the arrays as ``probing.encode_arrays`` writes
+them, possibly empty).
 Anything student code prints goes to a log file.
 """
 import ctypes
 import errno
 import importlib
-import io
 import json
 import os
 import re
@@ -197,9 +197,8 @@ def probe_function(probe: dict, code: dict | None):
 
 
 def _run_child(probe: dict, req: dict, imported_fd: int | None = None) -> bytes:
-    """Body of a probe child: import the student module, run the probe, return npz bytes.
+    """Body of a probe child: import the student module, run the probe, return its arrays' bytes.
     ``imported_fd``: written to once the import is done (the server then knows a timeout came later)."""
-    import numpy as np
 
     fn = probe_function(probe, req.get("code"))
     module_root = req["module_root"]
@@ -214,9 +213,9 @@ def _run_child(probe: dict, req: dict, imported_fd: int | None = None) -> bytes:
     if function and not callable(getattr(module, function, None)):
         raise LookupError(f"{req.get('display') or rel} defines no function named {function!r}")
     arrays = fn(module, probe["args"])
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
-    return buf.getvalue()
+    from grader.sandbox.probing import encode_arrays
+
+    return encode_arrays(arrays)
 
 
 def _close_all_but(*keep: int) -> None:
