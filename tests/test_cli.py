@@ -1,5 +1,6 @@
 """The grader command: grading always writes results.json and exits 0; usage errors exit 2."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -195,3 +196,24 @@ def test_one_submission_gets_its_reports_without_a_class_plot(tmp_path, capsys):
     assert "summary.md" in said and "summary.png" not in said
     assert (out / "alice" / "feedback.md").is_file() and (out / "summary.md").is_file()
     assert not (out / "summary.png").exists()
+
+
+def test_the_grader_s_own_blas_has_one_thread_before_numpy_loads():
+    """numpy's thread pool reads its limits once, at load: the CLI must set them before any import
+    of its loads numpy, or idle BLAS threads spin against the worker servers (a class took 30 %
+    longer when an import moved up)."""
+    probe = (
+        "import os, sys\n"
+        "seen = {}\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'numpy' and not seen:\n"
+        "            seen.update((v, os.environ.get(v)) for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'))\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "import grader.app.cli\n"
+        "import numpy\n"
+        "print(sorted(seen.items()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == str([("MKL_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"), ("OPENBLAS_NUM_THREADS", "1")])

@@ -9,8 +9,14 @@ so ``grader --help`` and usage errors answer at once.
 """
 from __future__ import annotations
 
-import argparse
 import os
+
+# One BLAS and OpenMP thread in the grader's own process (see entry()), set before the imports
+# below load numpy: its thread pool reads them once, at load. An explicit setting wins.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
 import shutil
 import sys
 import tempfile
@@ -382,10 +388,8 @@ def entry() -> None:
     The checks in this process evaluate tiny arrays: BLAS and OpenMP thread pools
     would only spin against the worker servers and the other grading threads
     (200 gan submissions with --jobs 2 on 2 cores: about 62 s with them, 50 s
-    without). An explicit setting in the environment wins.
+    without). They are limited at the top of this module, before numpy loads.
     """
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")   # before numpy and torch load: see below
     from ..sandbox.isolation import run_then_clean_up
 
     def guarded() -> int:
