@@ -10,7 +10,7 @@
 # assignment's, not another's), a notebook is valid, and it adds the short-answers file
 # and the training outputs the statement asks for. It writes <assignment>_submission.zip,
 # or stops with a message and a non-zero exit status when something is wrong.
-ASSIGNMENT=""   # set in each assignment's folder (python -m grader.builders.starter writes it)
+ASSIGNMENT=""   # set in each assignment's folder (python -m grader.starter writes it)
 set -euo pipefail
 cd "$(dirname "$0")"
 

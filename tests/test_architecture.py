@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 GRADER = REPO / "grader"
 
 LAYERS = ("sandbox", "engine", "builders", "app")   # bottom to top: a room imports only itself and rooms below
-ENTRY_POINTS = ("grader.__main__",)                 # modules of grader/ itself, at the top (`python -m grader`)
+ENTRY_POINTS = ("grader.__main__", "grader.starter")   # grader/'s own modules, at the top (`python -m grader`, ...)
 WORKER = "grader.sandbox.worker"                    # runs student code: imports of the grader only SHARED
 SHARED = "grader.sandbox.probing"                   # the one module both sides of the trust boundary import
 SANDBOX_SIDE = ("probes", "fixtures")               # assignment modules that the sandbox imports

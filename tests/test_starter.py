@@ -6,7 +6,7 @@ from grader.engine.paths import SOLUTIONS_DIR, STARTER_DIR
 
 
 def test_starter_is_in_sync_with_solutions():
-    assert starter.stale() == [], "starter/ is stale: run python -m grader.builders.starter"
+    assert starter.stale() == [], "starter/ is stale: run python -m grader.starter"
 
 
 def test_no_solution_line_reaches_the_starter():

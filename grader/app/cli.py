@@ -373,7 +373,7 @@ def run_new(*, name: str, title: str = "") -> int:
     for f in files:
         print(f"  {f}")
     print(f"Try it: grader grade --assignment {name} --out out/{name} assignments/{name}/examples/\n"
-          "Then edit them (docs/authoring.md), and run python -m grader.builders.starter after changing solutions/.")
+          "Then edit them (docs/authoring.md), and run python -m grader.starter after changing solutions/.")
     return 0
 
 

@@ -112,7 +112,7 @@ def shape(ctx: CheckContext) -> CheckResult:
     "assignments/{name}/hidden.py": '''"""Hidden checks of the {name} assignment: the reference, on the same inputs (never shipped)."""
 import torch
 
-from grader import reference
+from grader.engine import reference
 from grader.engine.checks import CheckContext, CheckResult, check
 from grader.engine.compare import allclose, close_vector, compare
 

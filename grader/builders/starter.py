@@ -7,7 +7,7 @@ In ``.py`` files and in notebook code cells, the lines from ``# BEGIN SOLUTION``
 to ``# END SOLUTION`` are replaced, at the same indentation, by the marker's
 TODO text and ``raise NotImplementedError``. The marker may carry that text:
 ``# BEGIN SOLUTION: compute ...`` (continued on following ``#`` lines).
-Run ``python -m grader.builders.starter`` after editing solutions/; a test fails when
+Run ``python -m grader.starter`` after editing solutions/; a test fails when
 starter/ is stale.
 """
 from __future__ import annotations
@@ -190,6 +190,11 @@ def stale(out: Path = STARTER_DIR, root: Path = REPO_ROOT) -> list[str]:
     return diff
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``python -m grader.starter``: write starter/ and say how many files."""
     written = write()
     print(f"wrote {len(written)} files to {STARTER_DIR}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
