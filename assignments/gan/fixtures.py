@@ -6,6 +6,8 @@ shapes of the course networks: images (B, 1, 28, 28), ``g.dim_z``, logits (B,),
 ``g(z, y)`` and ``d(x, y)`` for the conditional pair. Smooth activations keep
 second derivatives non-zero, which the gradient-penalty check relies on.
 """
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -66,7 +68,14 @@ def make_nets(seed: int, conditional: bool, logit_scale: float = 1.0) -> tuple[P
 
 
 def make_batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A 'real' batch x_real (B, 1, 28, 28) in [-1, 1] and labels y_real (B,) for ``seed``."""
+    """A 'real' batch x_real (B, 1, 28, 28) in [-1, 1] and labels y_real (B,) for ``seed`` (fresh
+    tensors each call: a caller may change its own)."""
+    x_real, y_real = _batch(seed)
+    return x_real.clone(), y_real.clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed + 7)
     x_real = torch.rand(BATCH, 1, 28, 28, generator=gen) * 2 - 1
     y_real = torch.randint(0, NUM_CLASSES, (BATCH,), generator=gen)

@@ -76,9 +76,14 @@ class Outputs(Mapping):
 
     def __init__(self, arrays: dict[str, np.ndarray], reads: tuple[str, ...], check: str) -> None:
         self._arrays, self._reads, self._check = arrays, reads, check
+        self._seen: dict[str, bool] = {}   # key -> allowed (checks read the same keys many times)
 
     def _allowed(self, key: str) -> bool:
-        return key in self._reads or any(fnmatch.fnmatchcase(key, p) for p in self._reads if "*" in p)
+        allowed = self._seen.get(key)
+        if allowed is None:
+            allowed = key in self._reads or any(fnmatch.fnmatchcase(key, p) for p in self._reads if "*" in p)
+            self._seen[key] = allowed
+        return allowed
 
     def __getitem__(self, key: str) -> np.ndarray:
         if not self._allowed(key):
