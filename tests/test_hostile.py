@@ -365,6 +365,7 @@ def test_parent_refuses_objects_malformed_arrays_and_bombs():
         "a bool size": _forge([["x", [True, 3]]], ones),
         "an infinite size": _raw(b'[["x", [1e999]]]', ones),
         "seven dimensions": _forge([["x", [1] * 7]], np.ones(1).tobytes()),
+        "an empty array of absurd width": _forge([["x", [0, 10**30]]]),
         "a name twice": _forge([["x", [1]], ["x", [1]]], np.ones(2).tobytes()),
         "too little data": _forge([["x", [4]]], ones),
         "too much data": _forge([["x", [2]]], ones),

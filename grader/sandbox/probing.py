@@ -382,7 +382,7 @@ def decode_arrays(payload: bytes, max_elements: int = 8_000_000) -> dict[str, np
     for item in header:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
                 and isinstance(item[1], list) and len(item[1]) <= MAX_NDIM
-                and all(type(n) is int and n >= 0 for n in item[1])):
+                and all(type(n) is int and 0 <= n <= max_elements for n in item[1])):
             raise ValueError(f"malformed array entry {str(item)[:80]}")
         name, shape = item
         if name in out or len(name) > 200:
