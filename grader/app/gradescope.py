@@ -88,6 +88,8 @@ def _clean_start() -> None:
 
 
 if __name__ == "__main__":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")   # before numpy loads: its thread pools would only spin (see cli)
     from ..sandbox.isolation import run_then_clean_up
 
     _clean_start()
