@@ -103,7 +103,9 @@ def start_zygote(names: list[str]) -> None:
 
 
 def prewarm(assignment: Assignment) -> None:
-    """Start a worker server for ``assignment`` before the grader imports torch, so the two overlap."""
+    """Start a worker server for ``assignment`` (and a bounded helper, which reads the upload) before
+    the grader imports torch, so that they start side by side."""
+    bounded.prestart()
     sandbox.prewarm(REPO_ROOT, Limits(timeout_s=assignment.probe_timeout_s), probe_code(assignment))
 
 
