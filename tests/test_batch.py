@@ -284,7 +284,8 @@ def test_a_file_name_that_is_not_utf8_neither_stops_the_batch_nor_its_cache(tmp_
 @pytest.mark.heavy
 def test_a_function_that_timed_out_beside_others_is_graded_again_alone(gan_assignment, tmp_path, monkeypatch):
     """With --jobs 2 a timeout may only mean a neighbour took the CPU: the submission is graded again
-    with nothing beside it and that grade stands; with --jobs 1 it already was alone."""
+    with nothing beside it and that grade stands; with --jobs 1 no other submission's code ran beside
+    it (one probe slot, though the next submission is loaded meanwhile), so it is graded once."""
     cls = tmp_path / "class"
     write_gan(cls / "alice", REFERENCE_GAN)
     write_gan(cls / "bob", REFERENCE_GAN)

@@ -166,6 +166,8 @@ def grade_all(assignment: Assignment, paths: list[Path], names: list[str], out: 
             finish(i, result, upload, True)
             return
         result = graded(i)
+        # With one probe slot no other submission's code ran beside it (only the grader's own
+        # loading and checks, whose CPU the probe's run delay excuses): already graded alone.
         if jobs > 1 and result.timeouts:
             with again_lock:
                 again.append((i, upload))
