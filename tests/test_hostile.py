@@ -349,8 +349,8 @@ def test_parent_refuses_objects_malformed_arrays_and_bombs():
 
     import numpy as np
 
-    from grader.sandbox.probing import encode_arrays
-    from grader.sandbox.runner import _outcome, _read_frames, decode_arrays
+    from grader.sandbox.probing import decode_arrays, encode_arrays
+    from grader.sandbox.runner import _outcome, _read_frames
 
     ones = np.ones(3).tobytes()
     npz = io.BytesIO()
