@@ -167,6 +167,7 @@ def test_a_sandbox_that_cannot_start_fails_every_part_with_its_error(gan_assignm
 
     sandbox.shutdown_pool()
     monkeypatch.setattr(sandbox, "_bootstrap", lambda *a: "import sys\nsys.stderr.write('no torch here')\nsys.exit(1)\n")
+    monkeypatch.setattr(sandbox, "_zygote_for", lambda plan: None)   # without bubblewrap: exec'd, not forked
     try:
         r = grade(gan_assignment, write_gan(tmp_path / "s", REFERENCE_GAN))
     finally:
